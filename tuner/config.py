@@ -1,0 +1,462 @@
+"""Training configuration: the key names every search-space file and ``--set`` flag uses.
+
+A :class:`TrainConfig` is frozen and validated on construction; an invalid value raises
+``ValueError`` whose message starts with the field name. Optimisation settings left at ``None``
+take the report's value for the chosen model and stage (:func:`report_defaults`), so
+``TrainConfig(model="flow_resnet34")`` trains flow with SGD, lr 1e-2, 750 epochs as in the report.
+
+This module does not import ray or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "MODEL_NAMES",
+    "AuxWeights",
+    "StageSettings",
+    "TrainConfig",
+    "flatten_config",
+    "parse_overrides",
+    "report_defaults",
+]
+
+MODEL_NAMES = (
+    "ego_rnn",
+    "flow_resnet34",
+    "two_stream",
+    "ego_rnn_ms",
+    "ego_rnn_ms_sd",
+    "ego_rnn_repflow",
+)
+_STAGED_MODELS = ("ego_rnn", "ego_rnn_ms", "ego_rnn_ms_sd", "ego_rnn_repflow")
+_MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Optimisation settings of one training stage. ``None`` takes the report's default."""
+
+    optimizer: str | None = None
+    """``adam`` (eps 1e-4) or ``sgd`` (momentum 0.9)."""
+    lr: float | None = None
+    """Base learning rate."""
+    weight_decay: float | None = None
+    """L2 weight decay passed to the optimiser."""
+    epochs: int | None = None
+    """Number of epochs of the stage."""
+    milestones: tuple[int, ...] | None = None
+    """MultiStepLR milestones, in epochs, stepped at the end of each epoch."""
+    gamma: float | None = None
+    """Multiplicative LR decay at each milestone (per epoch for the two-stream StepLR)."""
+
+    def __post_init__(self) -> None:
+        _validate_stage_settings(self, prefix="")
+
+
+@dataclass(frozen=True)
+class AuxWeights:
+    """Weights of the auxiliary losses added to the action cross-entropy."""
+
+    ms: float = 1.0
+    """Weight of the motion-segmentation loss (report: L = L_c + alpha * L_ms, alpha = 1)."""
+    sd: float = 1.0
+    """Weight of the static-dynamic discriminator loss (report's best: 0.1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("ms", "sd"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0 or not math.isfinite(value):
+                raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run (one trial of a search)."""
+
+    model: str = "ego_rnn"
+    """Registered model name: one of ``MODEL_NAMES``."""
+    stage: str = "2"
+    """Training stage: ``1``, ``2`` or ``both`` (stage 1, then stage 2 from the best stage-1 state).
+    Models without stages (flow_resnet34, two_stream) accept ``1`` only as a synonym of their single
+    phase and ignore the difference."""
+    frames: int = 7
+    """Frames T sampled per RGB clip with the report's linspace rule."""
+    batch_size: int = 32
+    """Clips per training batch."""
+    epochs: int | None = None
+    """Epochs of the (last) stage; ``None`` takes the report's value."""
+    optimizer: str | None = None
+    """``adam`` (eps 1e-4) or ``sgd`` (momentum 0.9); ``None`` takes the report's choice."""
+    lr: float | None = None
+    """Base learning rate; ``None`` takes the report's value."""
+    weight_decay: float | None = None
+    """Weight decay; ``None`` takes the report's value."""
+    milestones: tuple[int, ...] | None = None
+    """MultiStepLR milestones in epochs; ``None`` takes the report's value."""
+    gamma: float | None = None
+    """LR decay factor; ``None`` takes the report's value."""
+    lr_flow: float = 1e-4
+    """Learning rate of the flow network's layer4 in the two-stream model."""
+    stage1: StageSettings = field(default_factory=StageSettings)
+    """Stage-1 optimisation settings used when ``stage`` is ``both``."""
+    alpha: AuxWeights = field(default_factory=AuxWeights)
+    """Auxiliary loss weights: ``alpha.ms`` and ``alpha.sd``."""
+    crop_size: int = 224
+    """Side of the square crop fed to the network (smaller for CPU runs)."""
+    seed: int = 0
+    """Seed of torch, numpy and python RNGs and of the data order."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16`` autocast (CUDA only)."""
+    channels_last: bool = False
+    """Use the channels_last memory format for the CNN (CUDA only)."""
+    num_workers: int = 2
+    """DataLoader worker processes (0 loads in the training process)."""
+    pin_memory: bool = False
+    """Pin host memory of batches (useful with CUDA)."""
+    drop_last: bool = False
+    """Drop the last incomplete training batch."""
+    train_users: tuple[str, ...] = ("S1", "S3", "S4")
+    """Users of the training split."""
+    val_users: tuple[str, ...] = ("S2",)
+    """Users of the validation split (the report validates and tests on S2)."""
+    # -- model options ---------------------------------------------------------------------
+    backbone: str = "resnet34"
+    """ResNet depth of the RGB and flow backbones: resnet18, resnet34 or resnet50."""
+    weights: str = "imagenet"
+    """Backbone initialisation: ``imagenet`` (torchvision), ``none`` (random) or a local file."""
+    cam: bool = True
+    """Use the CAM spatial attention in the Ego-RNN family."""
+    mem_size: int = 512
+    """ConvLSTM channels."""
+    flow_stack: int = 5
+    """Flow frames stacked per sample (2 * flow_stack input channels)."""
+    flow_segments: int = 1
+    """Flow stacks averaged at evaluation (the report's training-time value is 1)."""
+    ms_layer: str = "conv5"
+    """Backbone tap of the motion-segmentation head: conv5 (7x7), conv4 (14x14) or conv3 (28x28)."""
+    ms_task: str = "classification"
+    """Motion-segmentation task: ``classification`` (2 logits per cell) or ``regression``."""
+    ms_target: str = "binary"
+    """mmap target: ``binary`` (0/1) or ``gray`` (cell mean, regression only)."""
+    ms_downsample: str = "point"
+    """mmap downsampling: ``point`` (cell centres) or ``grid`` (block mean, the grid technique)."""
+    ms_loss_norm: str = "pixel"
+    """``pixel`` (mean over cells) or ``frame_sum`` (the report's per-frame sum)."""
+    sd_train_conv5: bool = False
+    """Let the static-dynamic loss reach conv5 (layer4) as well as the ConvLSTM and its head."""
+    repflow_iters: int = 10
+    """TV-L1 iterations of the representation-flow layer."""
+    init_checkpoint: str | None = None
+    """Stage-1 checkpoint a stage-2 run starts from (path)."""
+    rgb_checkpoint: str | None = None
+    """Two-stream: trained Ego-RNN (stage 2) checkpoint."""
+    flow_checkpoint: str | None = None
+    """Two-stream: trained flow_resnet34 checkpoint."""
+
+    def __post_init__(self) -> None:
+        _coerce(self)
+        _validate(self)
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a (possibly nested) mapping; unknown keys raise ``ValueError`` naming them."""
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in fields(cls)}
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"{key}: unknown key (known keys: {', '.join(sorted(names))})")
+            if key == "stage1":
+                kwargs[key] = _nested(StageSettings, value, "stage1")
+            elif key == "alpha":
+                kwargs[key] = _nested(AuxWeights, value, "alpha")
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (nested keys as ``stage1`` / ``alpha`` mappings)."""
+        merged = self.to_dict()
+        for key, value in changes.items():
+            if key in ("stage1", "alpha") and isinstance(value, Mapping):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return TrainConfig.from_dict(merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-python form (tuples become lists), YAML/JSON friendly."""
+        return _plain(dataclasses.asdict(self))
+
+    # -- derived values ---------------------------------------------------------------------
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """Stages this run executes, in order."""
+        if self.model not in _STAGED_MODELS:
+            return (1,)
+        return (1, 2) if self.stage == "both" else (int(self.stage),)
+
+    @property
+    def ms_size(self) -> int:
+        """Side l of the motion-segmentation map for ``ms_layer``."""
+        return _MS_LAYERS[self.ms_layer]
+
+    def stage_settings(self, stage: int) -> StageSettings:
+        """Fully resolved optimisation settings for ``stage`` (no ``None`` left)."""
+        defaults = report_defaults(self.model, stage)
+        if self.stage == "both" and stage == 1:
+            explicit = self.stage1
+        else:
+            explicit = StageSettings(
+                optimizer=self.optimizer,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                epochs=self.epochs,
+                milestones=self.milestones,
+                gamma=self.gamma,
+            )
+        resolved = {
+            f.name: getattr(explicit, f.name)
+            if getattr(explicit, f.name) is not None
+            else getattr(defaults, f.name)
+            for f in fields(StageSettings)
+        }
+        return StageSettings(**resolved)
+
+
+def report_defaults(model: str, stage: int) -> StageSettings:
+    """The report's optimisation settings for ``model`` at ``stage`` (section 4, notes §4.2)."""
+    if model == "flow_resnet34":
+        return StageSettings("sgd", 1e-2, 5e-4, 750, (150, 300, 500), 0.5)
+    if model == "two_stream":
+        return StageSettings("sgd", 1e-2, 5e-4, 250, (), 0.99)
+    if model in ("ego_rnn_ms", "ego_rnn_ms_sd"):
+        if stage == 1:
+            return StageSettings("adam", 1e-3, 4e-5, 150, (50, 100), 0.1)
+        return StageSettings("adam", 1e-4, 4e-5, 150, (25, 75), 0.1)
+    if stage == 1:
+        return StageSettings("adam", 1e-3, 4e-5, 200, (25, 75, 150), 0.1)
+    return StageSettings("adam", 1e-4, 4e-5, 150, (25, 75), 0.1)
+
+
+def flatten_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings with ``.``-joined keys (``alpha.ms``), as the Parquet columns do."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (``--set``) into a nested mapping.
+
+    Values are read as YAML scalars or flow sequences (``lr=1e-4``, ``milestones=[30,70]``,
+    ``cam=false``); dotted keys (``alpha.ms=0.5``) nest. Nothing is ever evaluated as code.
+    """
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)  # YAML 1.1 reads "1e-4" as a string
+        target = result
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"--set {key}: {parent} is not a nested key")
+        target[leaf] = value
+    return result
+
+
+# -- validation helpers ---------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _nested(cls: type, value: Any, name: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    if cls is AuxWeights and _is_number(value):
+        return AuxWeights(ms=float(value), sd=float(value))
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name}: expected a mapping, got {value!r}")
+    known = {f.name for f in fields(cls)}
+    for key in value:
+        if key not in known:
+            raise ValueError(f"{name}.{key}: unknown key (known keys: {', '.join(sorted(known))})")
+    try:
+        return cls(**{k: _coerce_number(v) for k, v in value.items()})
+    except ValueError as exc:
+        raise ValueError(f"{name}.{exc}") from None
+
+
+def _coerce_number(value: Any) -> Any:
+    if isinstance(value, str) and _looks_numeric(value):
+        return float(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _coerce(cfg: TrainConfig) -> None:
+    """Normalise YAML-friendly spellings in place (ints for stage, lists for tuples)."""
+    setattr_ = object.__setattr__
+    if isinstance(cfg.stage, int) and not isinstance(cfg.stage, bool):
+        setattr_(cfg, "stage", str(cfg.stage))
+    for name in ("milestones", "train_users", "val_users"):
+        value = getattr(cfg, name)
+        if isinstance(value, list):
+            setattr_(cfg, name, tuple(value))
+    for name in ("lr", "weight_decay", "gamma", "lr_flow"):
+        value = getattr(cfg, name)
+        numeric_text = isinstance(value, str) and _looks_numeric(value)
+        if numeric_text or (isinstance(value, int) and not isinstance(value, bool)):
+            setattr_(cfg, name, float(value))
+    if isinstance(cfg.stage1, Mapping):
+        setattr_(cfg, "stage1", _nested(StageSettings, cfg.stage1, "stage1"))
+    if isinstance(cfg.alpha, Mapping) or _is_number(cfg.alpha):
+        setattr_(cfg, "alpha", _nested(AuxWeights, cfg.alpha, "alpha"))
+
+
+def _check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    options = tuple(choices)
+    if value not in options:
+        raise ValueError(f"{name}: must be one of {', '.join(map(str, options))}; got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = _is_number(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
+
+
+def _validate_stage_settings(s: StageSettings, prefix: str) -> None:
+    object.__setattr__(s, "milestones", _coerce_number(s.milestones))
+    for name in ("lr", "weight_decay", "gamma"):
+        object.__setattr__(s, name, _coerce_number(getattr(s, name)))
+    if s.optimizer is not None:
+        _check_choice(f"{prefix}optimizer", s.optimizer, ("adam", "sgd"))
+    if s.lr is not None:
+        _check_positive(f"{prefix}lr", s.lr)
+    if s.weight_decay is not None:
+        _check_positive(f"{prefix}weight_decay", s.weight_decay, allow_zero=True)
+    if s.gamma is not None:
+        _check_positive(f"{prefix}gamma", s.gamma)
+    if s.epochs is not None:
+        _check_int(f"{prefix}epochs", s.epochs, 1)
+    if s.milestones is not None:
+        _check_milestones(f"{prefix}milestones", s.milestones)
+
+
+def _check_milestones(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(
+        isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in value
+    ):
+        raise ValueError(f"{name}: must be a list of positive integers, got {value!r}")
+    if list(value) != sorted(set(value)):
+        raise ValueError(f"{name}: must be strictly increasing, got {list(value)}")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    _check_choice("model", cfg.model, MODEL_NAMES)
+    _check_choice("stage", cfg.stage, ("1", "2", "both"))
+    _check_int("frames", cfg.frames, 1)
+    _check_int("batch_size", cfg.batch_size, 1)
+    _validate_stage_settings(
+        StageSettings(
+            cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.milestones, cfg.gamma
+        ),
+        prefix="",
+    )
+    _check_positive("lr_flow", cfg.lr_flow)
+    _check_int("crop_size", cfg.crop_size, 32)
+    _check_int("seed", cfg.seed, 0)
+    if not isinstance(cfg.device, str) or not (
+        cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
+    ):
+        raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    _check_choice("precision", cfg.precision, ("fp32", "bf16"))
+    _check_int("num_workers", cfg.num_workers, 0)
+    for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name}: must be true or false, got {getattr(cfg, name)!r}")
+    _validate_users(cfg)
+    _check_choice("backbone", cfg.backbone, ("resnet18", "resnet34", "resnet50"))
+    if not isinstance(cfg.weights, str) or not cfg.weights:
+        raise ValueError(f"weights: must be imagenet, none or a file path, got {cfg.weights!r}")
+    _check_int("mem_size", cfg.mem_size, 1)
+    _check_int("flow_stack", cfg.flow_stack, 1)
+    _check_int("flow_segments", cfg.flow_segments, 1)
+    _check_choice("ms_layer", cfg.ms_layer, tuple(_MS_LAYERS))
+    _check_choice("ms_task", cfg.ms_task, ("classification", "regression"))
+    _check_choice("ms_target", cfg.ms_target, ("binary", "gray"))
+    _check_choice("ms_downsample", cfg.ms_downsample, ("point", "grid"))
+    _check_choice("ms_loss_norm", cfg.ms_loss_norm, ("pixel", "frame_sum"))
+    if cfg.ms_target == "gray" and cfg.ms_task != "regression":
+        raise ValueError("ms_target: gray targets need ms_task=regression")
+    _check_int("repflow_iters", cfg.repflow_iters, 1)
+    for name in ("init_checkpoint", "rgb_checkpoint", "flow_checkpoint"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{name}: must be a path or null, got {value!r}")
+    if cfg.model == "two_stream" and cfg.stage != "1" and cfg.stage != "2":
+        raise ValueError("stage: two_stream has a single training phase; use stage 1 or 2")
+    if cfg.stage == "both" and cfg.init_checkpoint is not None:
+        raise ValueError("init_checkpoint: not used with stage=both (stage 2 starts from stage 1)")
+
+
+def _validate_users(cfg: TrainConfig) -> None:
+    for name in ("train_users", "val_users"):
+        users = getattr(cfg, name)
+        if not isinstance(users, tuple) or not users or not all(isinstance(u, str) for u in users):
+            raise ValueError(
+                f"{name}: must be a non-empty list of user folder names, got {users!r}"
+            )
+    overlap = set(cfg.train_users) & set(cfg.val_users)
+    if overlap:
+        raise ValueError(f"val_users: {sorted(overlap)} also in train_users; splits are by user")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
