@@ -61,16 +61,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("egotune: interrupted", file=sys.stderr)
         return 130
-    except (EgotuneError, ValueError, FileNotFoundError, PermissionError) as exc:
-        if args.debug:
+    except Exception as exc:
+        code = _user_error_code(exc)
+        if code is None or args.debug:
             traceback.print_exc()
-        code = (
-            exc.exit_code
-            if isinstance(exc, EgotuneError)
-            else (2 if isinstance(exc, ValueError) else 1)
-        )
+            return code if code is not None else 1
         print(f"egotune: error: {exc}", file=sys.stderr)
         return code
+
+
+def _user_error_code(exc: Exception) -> int | None:
+    """Exit status for errors the user can fix, ``None`` for bugs (shown with a traceback)."""
+    if isinstance(exc, EgotuneError):
+        return exc.exit_code
+    if isinstance(exc, ValueError):
+        return 2
+    if isinstance(exc, OSError):
+        return 1
+    data_pipeline = sys.modules.get("data_pipeline")
+    dataset_error = getattr(data_pipeline, "DatasetError", None)
+    if dataset_error is not None and isinstance(exc, dataset_error):
+        return 1
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""``egotune train`` as a user runs it: JSON lines, refusals, and SIGKILL followed by --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuner.engine import TIME_FIELDS
+
+TINY = [
+    "--set", "backbone=resnet18", "--set", "weights=none", "--set", "crop_size=64",
+    "--set", "frames=3", "--set", "batch_size=4", "--set", "mem_size=32",
+    "--set", "num_workers=0", "--set", "device=cpu",
+]  # fmt: skip
+
+
+def egotune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuner.cli", *args]
+
+
+def train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return egotune(
+        "train", "--model", "ego_rnn", "--data", str(root), "--out", str(out), *TINY, *extra
+    )
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_train_prints_one_json_line_per_epoch_and_writes_checkpoints(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        train_args(synthetic_root, out, "--stage", "2", "--set", "epochs=2"),
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    records = json_lines(done.stdout)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(r["stage"] == 2 for r in records)
+    assert (out / "checkpoints" / "latest.pt").is_file()
+    assert (out / "checkpoints" / "best.pt").is_file()
+    assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
+
+    again = subprocess.run(
+        train_args(synthetic_root, out, "--set", "epochs=2"), capture_output=True, text=True
+    )
+    assert again.returncode == 2
+    assert "already holds a run" in again.stderr
+    assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--set", "lrr=1"], "lrr"),
+        (["--set", "lr=-1"], "lr"),
+        (["--set", "frames"], "frames"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_naming_the_key(synthetic_root, tmp_path, extra, needle):
+    done = subprocess.run(
+        train_args(synthetic_root, tmp_path / "run", *extra), capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(
+        train_args(synthetic_root, out, "--set", "epochs=1"), check=True, capture_output=True
+    )
+    latest = out / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:300])
+    damaged = latest.read_bytes()
+    done = subprocess.run(
+        train_args(synthetic_root, out, "--set", "epochs=2", "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert "latest.pt" in done.stderr and "corrupt" in done.stderr
+    assert latest.read_bytes() == damaged
+
+
+def test_sigkill_in_epoch_three_then_resume_reprints_the_same_epoch(synthetic_root, tmp_path):
+    args = ("--stage", "2", "--set", "epochs=4")
+    straight = subprocess.run(
+        train_args(synthetic_root, tmp_path / "straight", *args),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reference = {r["epoch"]: r for r in json_lines(straight.stdout)}
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        train_args(synthetic_root, out, *args), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    seen = []
+    while len(seen) < 2:
+        line = proc.stdout.readline()
+        assert line, "training ended before epoch 2"
+        seen.append(json.loads(line))
+    time.sleep(seen[-1]["seconds"] / 2)  # middle of epoch 3
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    resumed = subprocess.run(
+        train_args(synthetic_root, out, *args, "--resume"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = {r["epoch"]: r for r in json_lines(resumed.stdout)}
+    assert 3 in records
+    for epoch, record in records.items():
+        expected = {k: v for k, v in reference[epoch].items() if k not in TIME_FIELDS}
+        assert {k: v for k, v in record.items() if k not in TIME_FIELDS} == expected

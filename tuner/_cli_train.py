@@ -1,0 +1,114 @@
+"""``egotune train``: one configuration, no Ray, one JSON line per finished epoch.
+
+Output folder layout::
+
+    OUT/config.yaml              the configuration as run
+    OUT/epochs.jsonl             every epoch record (also printed on stdout)
+    OUT/checkpoints/latest.pt    full resumable state after the last finished epoch
+    OUT/checkpoints/best_stage<k>.pt   weights of the best validation epoch of stage k
+    OUT/checkpoints/best.pt      weights of the best epoch of the last stage run
+
+An existing run is never overwritten: ``--resume`` continues it, anything else is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuner.config import MODEL_NAMES, TrainConfig, parse_overrides
+from tuner.errors import EgotuneError, UsageError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one configuration without Ray",
+        description="Train one model configuration through its stages; resumable with --resume.",
+    )
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    parser.add_argument("--data", required=True, type=Path, help="GTEA61 root folder")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs)")
+    parser.add_argument("--stage", choices=("1", "2", "both"), default=None)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any configuration key, e.g. --set lr=1e-4 --set milestones=[30,70]",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT's latest checkpoint"
+    )
+    parser.set_defaults(handler=run_train)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = parse_overrides(args.overrides)
+    for key in ("model", "stage"):
+        if key in values:
+            raise UsageError(f"--set {key}: use the --{key} flag instead")
+    values["model"] = args.model
+    if args.stage is not None:
+        values["stage"] = args.stage
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as exc:
+        raise UsageError(f"--set {exc}") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from data_pipeline import discover
+    from tuner.checkpoint import load_checkpoint, save_checkpoint
+    from tuner.engine import Trainer
+
+    config = build_config(args)
+    if not args.data.is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    out: Path = args.out
+    latest = out / "checkpoints" / "latest.pt"
+    if args.resume and not latest.is_file():
+        raise UsageError(f"--resume: {latest} does not exist; nothing to resume")
+    if not args.resume and (latest.exists() or (out / "epochs.jsonl").exists()):
+        raise UsageError(
+            f"--out {out}: already holds a run; pass --resume to continue it or choose another folder"
+        )
+    trainer = Trainer(config, discover(args.data))
+    if args.resume:
+        trainer.load_state_dict(load_checkpoint(latest))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True))
+    with (out / "epochs.jsonl").open("a") as log:
+        for record in trainer.run():
+            save_checkpoint(trainer.state_dict(), latest)
+            if record.is_best:
+                _save_best(trainer, record.to_dict(), out / "checkpoints", save_checkpoint)
+            line = json.dumps(record.to_dict())
+            log.write(line + "\n")
+            log.flush()
+            print(line, flush=True)
+    if not trainer.finished:
+        raise EgotuneError("training stopped before its last epoch")
+    return 0
+
+
+def _save_best(trainer: Any, record: dict[str, Any], folder: Path, save: Any) -> None:
+    state = {
+        "config": trainer.config.to_dict(),
+        "classes": trainer.classes,
+        "stage": record["stage"],
+        "epoch": record["epoch"],
+        "val_acc": record["val_acc"],
+        "model": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+    }
+    save(state, folder / f"best_stage{record['stage']}.pt")
+    if record["stage"] == trainer.stages[-1]:
+        save(state, folder / "best.pt")

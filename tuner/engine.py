@@ -1,0 +1,420 @@
+"""The training engine: any model of the report through its stages, exactly resumable, without Ray.
+
+:class:`Trainer` owns the model, optimiser, schedule, data order and best-so-far record of one run.
+``Trainer.run()`` yields one :class:`EpochRecord` per finished epoch; between two records the
+trainer's :meth:`Trainer.state_dict` is a complete, consistent checkpoint, and a new trainer that
+loads it continues with exactly the metrics of an uninterrupted run on the CPU:
+
+* the data order of epoch e is a permutation drawn from ``(seed, e)`` and every augmentation of
+  an item from ``(seed, e, index)`` (see :class:`data_pipeline.ClipDataset`), so neither depends on
+  worker processes or on what ran before;
+* the torch RNG (dropout) is re-seeded from ``(seed, e)`` at each epoch start, and the torch,
+  numpy and python RNG states are saved in the checkpoint as well.
+
+Protocol (notes §4): Adam (eps 1e-4) or SGD (momentum 0.9); MultiStepLR stepped at the end of each
+epoch (StepLR(1, gamma) for the two-stream model); validation every epoch; the best validation
+accuracy of each stage selects its model, and ``stage=both`` starts stage 2 from the best
+stage-1 state.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from data_pipeline import ClipDataset, DatasetIndex, Video, split_by_user
+from models import set_stage_mode, stage_param_groups
+from tuner._families import Family, family_for
+from tuner._model_factory import build_model
+from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
+from tuner.config import StageSettings, TrainConfig
+
+__all__ = ["TIME_FIELDS", "EpochRecord", "Trainer", "resolve_device"]
+
+TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
+"""Fields of an :class:`EpochRecord` that measure time and so differ between identical runs."""
+
+# Settings that change how a run executes but not what it computes; a resume may change them.
+_RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory"})
+_MS_STRIDE = {"conv5": 32, "conv4": 16, "conv3": 8}
+
+
+@dataclass
+class EpochRecord:
+    """What the engine reports after each epoch (accuracies in percent, as in the report)."""
+
+    epoch: int
+    """Global epoch number, 1-based, increasing across stages."""
+    stage: int
+    stage_epoch: int
+    """Epoch number within the stage, 1-based."""
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    """Learning rate of the first optimiser group during this epoch."""
+    best_val_acc: float
+    """Best validation accuracy of the current stage so far."""
+    best_epoch: int
+    """Global epoch of ``best_val_acc``."""
+    seconds: float
+    clips_per_s: float
+    """Training clips per second of this epoch."""
+    data_wait_frac: float
+    """Fraction of the training time spent waiting for batches."""
+    ms_loss: float | None = None
+    sd_loss: float | None = None
+
+    @property
+    def is_best(self) -> bool:
+        return self.best_epoch == self.epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping without the auxiliary losses this model does not have."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles with a permutation drawn from ``(seed, epoch)``: the data-order state is two ints."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 0x5EED))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {name} requested but no CUDA device is available")
+    return torch.device(name)
+
+
+class Trainer:
+    """One training run of ``config`` on the videos of ``index``."""
+
+    def __init__(self, config: TrainConfig, index: DatasetIndex) -> None:
+        self.config = config
+        self.classes = list(index.classes)
+        self.device = resolve_device(config.device)
+        self.family: Family = family_for(config.model)
+        train_videos, val_videos = split_by_user(index, config.train_users, config.val_users)
+        if not train_videos or not val_videos:
+            raise ValueError(
+                f"train_users/val_users: split {list(config.train_users)} / "
+                f"{list(config.val_users)} leaves an empty side in {index.root}"
+            )
+        self.train_set = self._dataset(train_videos, train=True)
+        self.val_set = self._dataset(val_videos, train=False)
+        self.model = build_model(config, len(self.classes)).to(self.device)
+        if config.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._autocast = config.precision == "bf16" and self.device.type == "cuda"
+        if self.device.type == "cpu" and (config.precision != "fp32" or config.channels_last):
+            warnings.warn(
+                "precision/channels_last apply to CUDA only; the CPU runs fp32", stacklevel=2
+            )
+        self.stage_index = 0
+        self.stage_epoch = 0
+        self.global_epoch = 0
+        self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0}
+        self.stage1_best_model: dict[str, Tensor] | None = None
+        self._enter_stage(self.stages[0])
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def stages(self) -> tuple[int, ...]:
+        return self.config.stages
+
+    @property
+    def stage(self) -> int:
+        return self.stages[self.stage_index]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.config.stage_settings(s).epochs or 0 for s in self.stages)
+
+    @property
+    def finished(self) -> bool:
+        last = self.stage_index == len(self.stages) - 1
+        return last and self.stage_epoch >= self._settings.epochs  # type: ignore[operator]
+
+    def run(self, max_epochs: int | None = None) -> Iterator[EpochRecord]:
+        """Train the remaining epochs (at most ``max_epochs``), yielding after each one."""
+        done = 0
+        while not self.finished and (max_epochs is None or done < max_epochs):
+            if self.stage_epoch >= self._settings.epochs:  # type: ignore[operator]
+                self._advance_stage()
+            yield self._run_epoch()
+            done += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this trainer stands."""
+        return {
+            "config": self.config.to_dict(),
+            "classes": self.classes,
+            "stage_index": self.stage_index,
+            "stage_epoch": self.stage_epoch,
+            "epoch": self.global_epoch,
+            "model": _cpu_state(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": dict(self.best),
+            "stage1_best_model": self.stage1_best_model,
+            "rng": capture_rng_state(),
+            "data_order": {"seed": self.config.seed, "next_epoch": self.global_epoch + 1},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; refuses a checkpoint of another configuration."""
+        _check_compatible(self.config, self.classes, state)
+        self.stage_index = int(state["stage_index"])
+        self._enter_stage(self.stage)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stage_epoch = int(state["stage_epoch"])
+        self.global_epoch = int(state["epoch"])
+        self.best = dict(state["best"])
+        self.stage1_best_model = state.get("stage1_best_model")
+        restore_rng_state(state["rng"])
+
+    # -- stages --------------------------------------------------------------------------------
+    def _enter_stage(self, stage: int) -> None:
+        self._settings: StageSettings = self.config.stage_settings(stage)
+        self.model.train()
+        set_stage_mode(self.model, stage)
+        self.optimizer = _build_optimizer(self.model, stage, self.config, self._settings)
+        self.scheduler = _build_scheduler(self.optimizer, self.config, self._settings)
+        self.stage_epoch = 0
+        self.best = {"val_acc": -1.0, "epoch": 0}
+
+    def _advance_stage(self) -> None:
+        if self.stage1_best_model is not None:
+            self.model.load_state_dict(self.stage1_best_model)
+        self.stage1_best_model = None
+        self.stage_index += 1
+        self._enter_stage(self.stage)
+
+    # -- epochs --------------------------------------------------------------------------------
+    def _run_epoch(self) -> EpochRecord:
+        epoch = self.global_epoch + 1
+        torch.manual_seed(_mix(self.config.seed, epoch, 0xD80))
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        start = time.perf_counter()
+        train = self._train_epoch(epoch)
+        train_seconds = time.perf_counter() - start
+        val = self._evaluate()
+        self.scheduler.step()
+        self.global_epoch = epoch
+        self.stage_epoch += 1
+        if val["acc"] > self.best["val_acc"]:  # strict, as the report's model selection
+            self.best = {"val_acc": val["acc"], "epoch": epoch}
+            if self.stage == 1 and len(self.stages) > 1:
+                self.stage1_best_model = copy.deepcopy(_cpu_state(self.model.state_dict()))
+        return EpochRecord(
+            epoch=epoch,
+            stage=self.stage,
+            stage_epoch=self.stage_epoch,
+            train_loss=train["loss"],
+            train_acc=train["acc"],
+            val_loss=val["loss"],
+            val_acc=val["acc"],
+            lr=lr,
+            best_val_acc=float(self.best["val_acc"]),
+            best_epoch=int(self.best["epoch"]),
+            seconds=time.perf_counter() - start,
+            clips_per_s=train["clips"] / max(train_seconds, 1e-9),
+            data_wait_frac=train["wait"] / max(train_seconds, 1e-9),
+            ms_loss=train.get("ms_loss"),
+            sd_loss=train.get("sd_loss"),
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        set_stage_mode(self.model, self.stage)
+        loader = self._loader(self.train_set, epoch, train=True)
+        totals = _Totals(self.family.aux_names)
+        wait = 0.0
+        tick = time.perf_counter()
+        for batch in loader:
+            wait += time.perf_counter() - tick
+            batch = self._to_device(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            with self._precision():
+                out = self.family.step(self.model, batch, self.config, self.stage, True)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(
+                    f"non-finite training loss at epoch {epoch}; lower lr (now "
+                    f"{self.optimizer.param_groups[0]['lr']:g}) or check the data"
+                )
+            out.loss.backward()
+            self.optimizer.step()
+            totals.add(out, batch["label"])
+            tick = time.perf_counter()
+        return {**totals.summary(), "wait": wait}
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        totals = _Totals(())
+        for batch in self._loader(self.val_set, 0, train=False):
+            batch = self._to_device(batch)
+            with self._precision():
+                out = self.family.step(self.model, batch, self.config, self.stage, False)
+            totals.add(out, batch["label"])
+        self.model.train()
+        set_stage_mode(self.model, self.stage)
+        return totals.summary()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _dataset(self, videos: list[Video], *, train: bool) -> ClipDataset:
+        cfg = self.config
+        return ClipDataset(
+            videos,
+            self.classes,
+            modalities=self.family.modalities,
+            frames=cfg.frames,
+            train=train,
+            crop_size=cfg.crop_size,
+            flow_stack=cfg.flow_stack,
+            flow_segments=1 if train or cfg.model != "flow_resnet34" else cfg.flow_segments,
+            mmap_size=max(1, cfg.crop_size // _MS_STRIDE[cfg.ms_layer]),
+            mmap_downsample=cfg.ms_downsample,
+            mmap_target=cfg.ms_target,
+            static=self.family.static and train,
+            seed=cfg.seed,
+        )
+
+    def _loader(self, dataset: ClipDataset, epoch: int, *, train: bool) -> DataLoader:
+        dataset.set_epoch(epoch)
+        sampler = None
+        if train:
+            sampler = EpochSampler(len(dataset), self.config.seed)
+            sampler.set_epoch(epoch)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+            pin_memory=self.config.pin_memory and self.device.type == "cuda",
+            drop_last=train and self.config.drop_last and len(dataset) > self.config.batch_size,
+        )
+
+    def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _precision(self) -> Any:
+        if self._autocast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+
+class _Totals:
+    """Sample-weighted running means of the losses and the accuracy of one epoch."""
+
+    def __init__(self, aux_names: tuple[str, ...]) -> None:
+        self.count = 0
+        self.correct = 0
+        self.loss = 0.0
+        self.aux = dict.fromkeys(aux_names, 0.0)
+        self.aux_count = 0
+
+    def add(self, out: Any, labels: Tensor) -> None:
+        size = int(labels.shape[0])
+        self.count += size
+        self.correct += int((out.logits.argmax(dim=1) == labels).sum())
+        self.loss += float(out.action_loss.detach()) * size
+        if out.aux:
+            self.aux_count += size
+            for name, value in out.aux.items():
+                self.aux[name] += float(value.detach()) * size
+
+    def summary(self) -> dict[str, float]:
+        count = max(self.count, 1)
+        result = {"loss": self.loss / count, "acc": 100.0 * self.correct / count}
+        result["clips"] = float(self.count)
+        if self.aux_count:
+            result.update({k: v / self.aux_count for k, v in self.aux.items()})
+        return result
+
+
+def _build_optimizer(
+    model: nn.Module, stage: int, cfg: TrainConfig, settings: StageSettings
+) -> torch.optim.Optimizer:
+    groups = []
+    for group in stage_param_groups(model, stage):
+        params = [p for p in group["params"] if p.requires_grad]
+        if params:
+            lr = cfg.lr_flow if group["name"] == "flow" else settings.lr
+            groups.append({"params": params, "lr": lr, "name": group["name"]})
+    if not groups:
+        raise ValueError(f"stage: model {cfg.model} has no trainable parameters in stage {stage}")
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay
+        )  # type: ignore[arg-type]
+    return torch.optim.Adam(groups, lr=settings.lr, eps=1e-4, weight_decay=settings.weight_decay)  # type: ignore[arg-type]
+
+
+def _build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, settings: StageSettings
+) -> torch.optim.lr_scheduler.LRScheduler:
+    gamma = float(settings.gamma)  # type: ignore[arg-type]
+    if cfg.model == "two_stream":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
+    milestones = list(settings.milestones or ())
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+
+
+def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, Any]) -> None:
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint has no configuration; it was not written by egotune")
+    current = config.to_dict()
+    differing = sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in _RUNTIME_KEYS and saved.get(key) != current.get(key)
+    )
+    if differing:
+        raise CheckpointError(
+            f"checkpoint was written with other settings ({', '.join(differing)}); "
+            "resume with the same configuration or start a new run in another folder"
+        )
+    if list(state.get("classes", [])) != classes:
+        raise CheckpointError("checkpoint was written for another dataset (class list differs)")
+
+
+def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _mix(*values: int) -> int:
+    """A deterministic 63-bit seed from several integers."""
+    acc = 0x9E3779B97F4A7C15
+    for value in values:
+        acc = (acc ^ (value + 0x9E3779B9 + (acc << 6) + (acc >> 2))) & 0xFFFFFFFFFFFFFFFF
+    return acc % (2**63 - 1)
