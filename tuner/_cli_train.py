@@ -78,7 +78,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {latest} does not exist; nothing to resume")
     if not args.resume and (latest.exists() or (out / "epochs.jsonl").exists()):
         raise UsageError(
-            f"--out {out}: already holds a run; pass --resume to continue it or choose another folder"
+            f"--out {out}: already holds a run; "
+            "pass --resume to continue it or choose another folder"
         )
     trainer = Trainer(config, discover(args.data))
     if args.resume:

@@ -67,10 +67,9 @@ def _flow_step(
     model: nn.Module, batch: dict[str, Tensor], cfg: TrainConfig, stage: int, train: bool
 ) -> StepOutput:
     flow = batch["flow"]
-    if flow.dim() == 5:  # (B, S, 2*stack, H, W): several segments at evaluation
-        logits = average_segment_logits(model, flow)
-    else:
-        logits = model(flow)["logits"]
+    # (B, S, 2*stack, H, W) holds several segments at evaluation; their logits are averaged
+    segmented = flow.dim() == 5
+    logits = average_segment_logits(model, flow) if segmented else model(flow)["logits"]
     loss = _action(logits, batch["label"])
     return StepOutput(loss, logits, loss)
 

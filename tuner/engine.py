@@ -84,7 +84,7 @@ class EpochRecord:
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles with a permutation drawn from ``(seed, epoch)``: the data-order state is two ints."""
+    """Shuffles with a permutation drawn from ``(seed, epoch)``: the data-order state is 2 ints."""
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
