@@ -1,0 +1,119 @@
+"""Connecting to Ray: a local cluster by default, an existing one with ``--address``.
+
+The local dashboard listens on 127.0.0.1 unless asked otherwise, and Ray's token authentication is
+left as Ray configures it (on by default for local clusters in this Ray version). An unreachable
+``--address`` and a per-trial resource request that fits no node are reported before any trial is
+queued, instead of a driver that hangs or trials that stay PENDING forever.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.errors import EgotuneError, UsageError
+
+__all__ = ["RaySession", "check_trial_resources", "connect"]
+
+_DEFAULT_GCS_PORT = 6379
+
+
+@dataclass
+class RaySession:
+    """The Ray cluster this process is connected to."""
+
+    address: str
+    dashboard_url: str | None
+    started_here: bool
+
+    def shutdown(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def connect(
+    address: str | None,
+    *,
+    num_cpus: int | None = None,
+    dashboard_host: str = "127.0.0.1",
+    include_dashboard: bool = True,
+) -> RaySession:
+    """Start a local Ray (``address=None``) or join the cluster at ``address``."""
+    import ray
+
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
+    if address is not None and address != "auto":
+        _check_reachable(address)
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    if address is None:
+        kwargs.update(
+            num_cpus=num_cpus,
+            include_dashboard=include_dashboard,
+            dashboard_host=dashboard_host,
+        )
+    else:
+        kwargs["address"] = address
+    try:
+        info = ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise EgotuneError(f"--address {address}: cannot connect to Ray ({exc})") from None
+    return RaySession(
+        address=ray.get_runtime_context().gcs_address,
+        dashboard_url=_dashboard_url(info),
+        started_here=address is None,
+    )
+
+
+def _dashboard_url(info: Any) -> str | None:
+    url = getattr(info, "dashboard_url", None) if info is not None else None
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, naming the flag, when nothing listens at ``address``."""
+    target = address.removeprefix("ray://")
+    host, _, port_text = target.rpartition(":")
+    if not host:
+        host, port_text = target, str(_DEFAULT_GCS_PORT)
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"--address {address}: expected HOST:PORT (e.g. 127.0.0.1:6379)") from None
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as exc:
+        raise EgotuneError(
+            f"--address {address}: no Ray head answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or check the address"
+        ) from None
+
+
+def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Refuse a per-trial request that no alive node can ever satisfy."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    fitting = [
+        node
+        for node in nodes
+        if node["Resources"].get("CPU", 0) >= cpus_per_trial
+        and node["Resources"].get("GPU", 0) >= gpus_per_trial
+    ]
+    if fitting:
+        return
+    most_cpu = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+    most_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+    flag = "--gpus-per-trial" if gpus_per_trial > most_gpu else "--cpus-per-trial"
+    value = gpus_per_trial if flag == "--gpus-per-trial" else cpus_per_trial
+    raise UsageError(
+        f"{flag} {value:g}: no node of the cluster has that much (largest node: "
+        f"{most_cpu:g} CPUs, {most_gpu:g} GPUs); lower the request or add a bigger node"
+    )
