@@ -1,0 +1,61 @@
+"""Model registry: a dict of constructors filled by the ``register_model`` decorator.
+
+Each model file decorates its public constructors, so importing :mod:`models` registers every
+architecture. Constructors take keyword-only, typed arguments with defaults; ``create_model``
+checks the keyword names against the constructor's signature before calling it, so a key the
+model does not know is a ``TypeError`` that names the key, the model and what it accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = ["create_model", "list_models", "model_defaults", "register_model"]
+
+_ModelFn = TypeVar("_ModelFn", bound=Callable[..., nn.Module])
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: _ModelFn) -> _ModelFn:
+    """Register ``fn`` under its function name; a second model with the same name is an error."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_MODELS)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The keyword arguments ``name`` accepts, with their defaults.
+
+    A caller holding a larger configuration (the training engine) can keep only these keys.
+    """
+    params = inspect.signature(_lookup(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` with ``kwargs`` (see each constructor)."""
+    accepted = model_defaults(name)
+    for key in kwargs:
+        if key not in accepted:
+            known = ", ".join(sorted(accepted))
+            raise TypeError(f"{name}: unexpected keyword argument {key!r} (accepted: {known})")
+    return _lookup(name)(**kwargs)
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        known = ", ".join(list_models())
+        raise ValueError(f"unknown model {name!r} (registered: {known})") from None
