@@ -378,8 +378,14 @@ class Prerequisite:
         return {**self.config, **{k: consumer[k] for k in self.match if k in consumer}}
 
     def match_values(self, consumer: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-        """Identifies the run that ``consumer`` needs; ``()`` when nothing is matched."""
-        return tuple((k, consumer[k]) for k in self.match if k in consumer)
+        """Identifies the run that ``consumer`` needs; ``()`` when nothing is matched.
+
+        Hashable: list values (``milestones``) become tuples.
+        """
+        return tuple(
+            (k, tuple(v) if isinstance(v, list) else v)
+            for k, v in ((k, consumer[k]) for k in self.match if k in consumer)
+        )
 
 
 @dataclass(frozen=True)
