@@ -528,7 +528,7 @@ class SearchSpace:
         settings = doc.setdefault("scheduler", {})
         if scheduler is not None:
             if scheduler not in ALGORITHMS:
-                raise SpaceError("--scheduler", "", f"unknown scheduler {scheduler!r}")
+                raise SpaceError(f"--scheduler {scheduler}", "", "unknown scheduler")
             settings["algorithm"] = scheduler
             _drop_unused_settings(settings)
         for key, count in (("num_samples", num_samples), ("max_concurrent", max_concurrent)):
@@ -564,7 +564,7 @@ def _parse_set_values(values: Iterable[str] | Mapping[str, Any]) -> dict[str, An
         if key not in _KEY_KINDS:
             hint = difflib.get_close_matches(key, list(_KEY_KINDS), n=1)
             suffix = f" (did you mean {hint[0]}?)" if hint else ""
-            raise SpaceError("--set", key, "unknown key" + suffix)
+            raise SpaceError(f"--set {key}", "", "unknown key" + suffix)
     return flat
 
 

@@ -1,0 +1,147 @@
+"""``egotune spaces``: list the search spaces and show the trials of one.
+
+``egotune spaces list`` prints every bundled space (and those in ``$EGOTUNE_SPACES``) with its
+algorithm, trial count and report figure. ``egotune spaces show NAME [--json]`` validates one space
+(a bundled name or a YAML path) and prints its trials; the override flags shared with
+``egotune search`` apply first, so a change can be previewed before it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tuner.spaces import ALGORITHMS, SearchSpace, SpaceError, list_spaces, load_space
+
+__all__ = ["add_override_arguments", "apply_override_arguments", "register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``spaces`` command group to the ``egotune`` parser."""
+    parser = subparsers.add_parser("spaces", help="list search spaces and show their trials")
+    actions = parser.add_subparsers(dest="spaces_action", metavar="ACTION")
+    listing = actions.add_parser("list", help="every known space: algorithm, trials, report figure")
+    listing.set_defaults(handler=_list_spaces)
+    show = actions.add_parser("show", help="validate one space and print its trials")
+    show.add_argument("name", help="bundled space name or path to a YAML file")
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_override_arguments(show)
+    show.set_defaults(handler=_show_space)
+    parser.set_defaults(handler=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that change a space for one run (used by ``spaces show`` and ``search``)."""
+    group = parser.add_argument_group("search-space overrides")
+    group.add_argument("--scheduler", choices=ALGORITHMS, help="replace the space's algorithm")
+    group.add_argument("--num-samples", type=int, metavar="N", help="samples (sampled spaces)")
+    group.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once")
+    group.add_argument("--cpus-per-trial", type=float, metavar="F", help="CPUs each trial reserves")
+    group.add_argument("--gpus-per-trial", type=float, metavar="F", help="GPU fraction per trial")
+    group.add_argument(
+        "--set",
+        dest="set_values",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a TrainConfig key in every trial (repeatable), e.g. --set frames=7",
+    )
+
+
+def apply_override_arguments(space: SearchSpace, args: argparse.Namespace) -> SearchSpace:
+    """``space`` with the override flags of ``args`` applied (unchanged when none is given)."""
+    overrides = {
+        "scheduler": args.scheduler,
+        "num_samples": args.num_samples,
+        "max_concurrent": args.max_concurrent,
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+    }
+    if not args.set_values and all(v is None for v in overrides.values()):
+        return space
+    return space.with_overrides(set_values=args.set_values, **overrides)
+
+
+def _count(space: SearchSpace) -> str:
+    if space.scheduler.uses_optuna or space.is_sampled:
+        return f"{space.trial_count} samples"
+    return f"{space.trial_count} trials"
+
+
+def _list_spaces(args: argparse.Namespace) -> int:
+    rows = [("NAME", "ALGORITHM", "TRIALS", "REPORT")]
+    failed = 0
+    for name, path in list_spaces().items():
+        try:
+            space = load_space(path)
+        except SpaceError as exc:
+            rows.append((name, "invalid", "-", str(exc)))
+            failed += 1
+            continue
+        rows.append((name, space.scheduler.algorithm, _count(space), space.report or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]
+        )
+    return 1 if failed else 0
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return " ".join(f"{key}={_format(value)}" for key, value in values.items())
+
+
+def _show_space(args: argparse.Namespace) -> int:
+    space = apply_override_arguments(load_space(args.name), args)
+    if args.json:
+        print(json.dumps(_space_json(space), indent=2))
+    else:
+        _print_space(space)
+    return 0
+
+
+def _space_json(space: SearchSpace) -> dict[str, Any]:
+    """``{"name", "scheduler", "trials"}`` (plus ``"distributions"`` for a sampled space)."""
+    result: dict[str, Any] = {"name": space.name, "scheduler": space.scheduler.to_dict()}
+    if space.is_sampled:
+        result["distributions"] = {k: d.to_dict() for k, d in space.sample.items()}
+    result["trials"] = space.expand()
+    return result
+
+
+def _print_space(space: SearchSpace) -> None:
+    settings = {k: v for k, v in space.scheduler.to_dict().items() if k != "points_to_evaluate"}
+    print(f"name: {space.name}\nfile: {space.source}")
+    if space.report:
+        print(f"report: {space.report}")
+    print(f"scheduler: {_pairs(settings)}")
+    print(f"resources per trial: {space.resources.cpus:g} CPUs, {space.resources.gpus:g} GPU")
+    for run in space.prerequisite_runs():
+        provides = space.prerequisites[run.name].provides
+        print(f"prerequisite {run.name} -> {provides}: {_pairs(run.config)}")
+    print(f"fixed: {_pairs(space.fixed)}")
+    for key, distribution in space.sample.items():
+        print(f"sampled {key}: {json.dumps(distribution.to_dict())}")
+    for point in space.scheduler.points_to_evaluate:
+        print(f"evaluated first: {_pairs(point)}")
+    cells = space.expand()
+    if space.is_sampled:
+        print(f"{space.trial_count} samples over {len(cells)} grid cell(s):")
+    else:
+        print(f"{len(cells)} trials:")
+    varying = [k for k in space.varying_keys if k not in space.sample]
+    for number, cell in enumerate(cells, start=1):
+        shown = {k: cell[k] for k in varying}
+        print(f"  {number:>3}  {_pairs(shown) if shown else '(fixed values only)'}")
