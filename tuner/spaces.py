@@ -585,7 +585,7 @@ def _apply_set_values(doc: dict[str, Any], values: Mapping[str, Any]) -> None:
     points = [p for p in doc.get("points", []) if p]
     unique = [p for i, p in enumerate(points) if p not in points[:i]]
     doc["points"] = unique
-    for section in ("grid", "sample", "points"):
+    for section in ("grid", "sample", "points", "prerequisites"):
         if not doc.get(section):
             doc.pop(section, None)
 
@@ -1034,7 +1034,8 @@ def _check_match_keys(space: SearchSpace) -> None:
     }
     for p in space.prerequisites.values():
         for name in p.requires:
-            consumers.setdefault(name, []).append((f"prerequisite {p.name}", set(p.config)))
+            keys = set(p.config) | set(p.match)
+            consumers.setdefault(name, []).append((f"prerequisite {p.name}", keys))
     for prerequisite in space.prerequisites.values():
         where = f"prerequisites.{prerequisite.name}.match"
         for key in prerequisite.match:
