@@ -1,3 +1,82 @@
-"""GTEA61 on disk -> tensors. No model code and no ray."""
+"""GTEA61 on disk -> tensors. No model code and no ray.
 
-__all__: list[str] = []
+* Layouts: the course archive (``processed_frames2/``, ``flow_x_processed/``,
+  ``flow_y_processed/``, PNG, motion maps) and the original Ego-RNN release (``frames/``,
+  ``flow_x/``, ``flow_y/``, JPEG), at ``ROOT`` or ``ROOT/GTEA61``, detected automatically.
+* :func:`discover` indexes a dataset for loading; :func:`check_dataset` lists every problem and
+  :func:`fix_dataset` repairs the repairable ones (``egotune data check``).
+* :class:`ClipDataset` turns videos into RGB clips, flow stacks, motion-map targets and static
+  clips with the Ego-RNN sampling and transforms, reproducibly per ``(seed, epoch, index)``.
+* :func:`synthesize` writes a small synthetic GTEA61 (``egotune data synth``).
+"""
+
+from data_pipeline._check import CheckReport, check_dataset, discover
+from data_pipeline._classes import GTEA61_CLASSES, choose_classes
+from data_pipeline._dataset import MODALITIES, ClipDataset
+from data_pipeline._decode import FrameDecoder, PILFrameDecoder
+from data_pipeline._fix import fix_dataset
+from data_pipeline._index import (
+    DatasetError,
+    DatasetIndex,
+    DatasetWarning,
+    Video,
+    dataset_fingerprint,
+    leave_one_user_out,
+    split_by_user,
+)
+from data_pipeline._layout import COURSE, ORIGINAL, Layout, detect_layout
+from data_pipeline._sampling import flow_frame_numbers, flow_starts, rgb_frame_numbers
+from data_pipeline._scan import QUARANTINE, FatalProblem, Problem
+from data_pipeline._synth import SynthSummary, synthesize
+from data_pipeline._transforms import (
+    FLOW_MEAN,
+    FLOW_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipTransform,
+    CropParams,
+    downsample_mmaps,
+    normalize_flow,
+    normalize_rgb,
+)
+
+__all__ = [
+    "COURSE",
+    "FLOW_MEAN",
+    "FLOW_STD",
+    "GTEA61_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MODALITIES",
+    "ORIGINAL",
+    "QUARANTINE",
+    "CheckReport",
+    "ClipDataset",
+    "ClipTransform",
+    "CropParams",
+    "DatasetError",
+    "DatasetIndex",
+    "DatasetWarning",
+    "FatalProblem",
+    "FrameDecoder",
+    "Layout",
+    "PILFrameDecoder",
+    "Problem",
+    "SynthSummary",
+    "Video",
+    "check_dataset",
+    "choose_classes",
+    "dataset_fingerprint",
+    "detect_layout",
+    "discover",
+    "downsample_mmaps",
+    "fix_dataset",
+    "flow_frame_numbers",
+    "flow_starts",
+    "leave_one_user_out",
+    "normalize_flow",
+    "normalize_rgb",
+    "rgb_frame_numbers",
+    "split_by_user",
+    "synthesize",
+]
