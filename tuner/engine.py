@@ -127,6 +127,7 @@ class Trainer:
             )
         self.train_set = self._dataset(train_videos, train=True)
         self.val_set = self._dataset(val_videos, train=False)
+        torch.manual_seed(_mix(config.seed, 0, 0x1217))  # weight initialisation
         self.model = build_model(config, len(self.classes)).to(self.device)
         if config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -1,0 +1,348 @@
+"""Run a search space on Ray Tune: checks, prerequisites, the Tuner, streamed Parquet results.
+
+``run_search`` does, in order:
+
+1. pre-flight checks that fail in seconds with one line naming the flag: the dataset folder, a
+   writable storage, an experiment folder that is new (or restorable with ``--resume``), a
+   reachable cluster, and a per-trial resource request that fits some node;
+2. the space's prerequisite runs (e.g. the stage-1 model a stage-2 grid starts from), each
+   executed once and reused by every trial and by later searches with the same configuration
+   and dataset fingerprint (``<storage>/_prerequisites/``);
+3. the Tuner (or ``Tuner.restore``), with a checkpoint per epoch, retries from the last
+   checkpoint, and the Parquet callback writing ``trials.parquet`` and ``epochs.parquet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_pipeline import DatasetIndex, dataset_fingerprint, discover
+from tuner._ray_session import check_trial_resources, connect
+from tuner._tune_mapping import (
+    build_param_space,
+    build_tune_config,
+    resolve_trial_config,
+    trial_resources,
+)
+from tuner.config import TrainConfig, flatten_config
+from tuner.errors import EgotuneError, UsageError
+from tuner.experiment import write_experiment_metadata
+from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
+from tuner.trainable import CHECKPOINT_SCORE, STATE_FILE, train_trial
+
+__all__ = [
+    "DEFAULT_MAX_FAILURES",
+    "PREREQUISITES_DIR",
+    "SearchOptions",
+    "SearchOutcome",
+    "default_storage",
+    "run_search",
+]
+
+DEFAULT_MAX_FAILURES = 3
+PREREQUISITES_DIR = "_prerequisites"
+STORAGE_ENV = "EGOTUNE_STORAGE"
+# Keys a prerequisite run takes from the trials when its own config does not set them: they
+# decide weight shapes or where and how the run executes, so a mismatch could not be loaded.
+_INHERITED_KEYS = (
+    "backbone",
+    "weights",
+    "crop_size",
+    "mem_size",
+    "cam",
+    "flow_stack",
+    "device",
+    "precision",
+    "channels_last",
+    "num_workers",
+    "pin_memory",
+    "train_users",
+    "val_users",
+    "batch_size",
+)
+
+
+@dataclass
+class SearchOptions:
+    """Everything about a search that is not the space itself."""
+
+    data: Path
+    storage: Path
+    name: str | None = None
+    address: str | None = None
+    resume: bool = False
+    max_failures: int = DEFAULT_MAX_FAILURES
+    num_cpus: int | None = None
+    """CPUs of a local Ray started here (``None``: all of this machine's)."""
+    verbose: int = 1
+    argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+
+
+@dataclass
+class SearchOutcome:
+    """Where a finished search left its results."""
+
+    name: str
+    experiment_dir: Path
+    dashboard_url: str | None
+    num_trials: int
+    num_errors: int
+
+
+def default_storage() -> Path:
+    """``$EGOTUNE_STORAGE``, else ``~/egotune-results``."""
+    env = os.environ.get(STORAGE_ENV)
+    return Path(env).expanduser() if env else Path.home() / "egotune-results"
+
+
+def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
+    """Run (or resume) ``space`` on Ray Tune and return where its results are."""
+    storage = _prepare_storage(options.storage)
+    name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment_dir = storage / name
+    _check_experiment_dir(experiment_dir, resume=options.resume)
+    index = _load_index(options.data)
+    session = connect(options.address, num_cpus=options.num_cpus)
+    check_trial_resources(space.resources.cpus, space.resources.gpus)
+    fingerprint = dataset_fingerprint(index)
+    checkpoints = _run_prerequisites(space, index, storage, fingerprint, options)
+    write_experiment_metadata(
+        experiment_dir,
+        space_name=space.name,
+        space_text=_space_text(space),
+        overrides={"checkpoints": _plain_checkpoints(checkpoints)},
+        dataset_fingerprint=fingerprint,
+        argv=list(options.argv),
+    )
+    tuner = _make_tuner(space, index, experiment_dir, checkpoints, options)
+    results = tuner.fit()
+    return SearchOutcome(
+        name=name,
+        experiment_dir=experiment_dir,
+        dashboard_url=session.dashboard_url,
+        num_trials=len(results),
+        num_errors=results.num_errors,
+    )
+
+
+# -- pre-flight ---------------------------------------------------------------------------------
+
+
+def _prepare_storage(storage: Path) -> Path:
+    storage = storage.expanduser().resolve()
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".egotune-write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"--storage {storage}: not writable ({exc.strerror or exc}); "
+            f"choose another folder or set ${STORAGE_ENV}"
+        ) from None
+    return storage
+
+
+def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(str(experiment_dir)):
+            raise UsageError(
+                f"--resume {experiment_dir.name}: no restorable experiment at {experiment_dir}; "
+                "check --name and --storage (egotune results list shows the experiments)"
+            )
+    elif experiment_dir.exists():
+        raise UsageError(
+            f"--name {experiment_dir.name}: {experiment_dir} already exists; pass --resume to "
+            "continue it or choose another name"
+        )
+
+
+def _load_index(data: Path) -> DatasetIndex:
+    if not data.exists():
+        raise UsageError(f"--data {data}: no such folder")
+    return discover(data)
+
+
+# -- prerequisites ------------------------------------------------------------------------------
+
+
+def _run_prerequisites(
+    space: SearchSpace,
+    index: DatasetIndex,
+    storage: Path,
+    fingerprint: str,
+    options: SearchOptions,
+) -> dict[str, dict[tuple[tuple[str, Any], ...], str]]:
+    """Execute (or reuse) every prerequisite run; returns checkpoint paths by name and match."""
+    done: dict[str, dict[tuple[tuple[str, Any], ...], str]] = {}
+    for run in space.prerequisite_runs():
+        config = _prerequisite_config(space, run, done)
+        path = _run_prerequisite(run.name, config, index, storage, fingerprint, options)
+        done.setdefault(run.name, {})[run.match] = path
+    return done
+
+
+def _prerequisite_config(
+    space: SearchSpace,
+    run: PrerequisiteRun,
+    done: dict[str, dict[tuple[tuple[str, Any], ...], str]],
+) -> dict[str, Any]:
+    config = dict(run.config)
+    for key in _INHERITED_KEYS:
+        if key not in config and key in space.fixed:
+            config[key] = space.fixed[key]
+    for name, match in run.requires:
+        config[space.prerequisites[name].provides] = done[name][match]
+    return config
+
+
+def _run_prerequisite(
+    name: str,
+    flat_config: dict[str, Any],
+    index: DatasetIndex,
+    storage: Path,
+    fingerprint: str,
+    options: SearchOptions,
+) -> str:
+    config = TrainConfig.from_dict(nest_config(flat_config))
+    digest = hashlib.sha256(
+        json.dumps({"config": config.to_dict(), "data": fingerprint}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    folder = storage / PREREQUISITES_DIR / f"{name}-{digest}"
+    record_file = folder / "prerequisite.json"
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        if Path(record["checkpoint"]).is_file():
+            print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
+            return str(record["checkpoint"])
+    print(f"prerequisite {name}: training {folder.name}", flush=True)
+    checkpoint = _train_prerequisite(config, index, folder, options)
+    record = {
+        "name": name,
+        "config": config.to_dict(),
+        "dataset": fingerprint,
+        "checkpoint": checkpoint,
+    }
+    _write_json_atomic(record_file, record)
+    return checkpoint
+
+
+def _train_prerequisite(
+    config: TrainConfig, index: DatasetIndex, folder: Path, options: SearchOptions
+) -> str:
+    from ray import tune
+
+    trainable = tune.with_parameters(train_trial, index=index)
+    run_dir = folder / "run"
+    if tune.Tuner.can_restore(str(run_dir)):
+        tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_flat_config(config),
+            run_config=tune.RunConfig(
+                name="run",
+                storage_path=str(folder),
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                checkpoint_config=_checkpoint_config(),
+                verbose=options.verbose,
+            ),
+        )
+    result = tuner.fit()[0]
+    if result.error is not None:
+        raise EgotuneError(f"prerequisite run {folder.name} failed: {result.error}")
+    best = result.get_best_checkpoint(CHECKPOINT_SCORE, "max")
+    if best is None:
+        raise EgotuneError(f"prerequisite run {folder.name} left no checkpoint")
+    return str(Path(best.path) / STATE_FILE)
+
+
+def _flat_config(config: TrainConfig) -> dict[str, Any]:
+    return flatten_config(config.to_dict())
+
+
+# -- the tuner ----------------------------------------------------------------------------------
+
+
+def _checkpoint_config() -> Any:
+    from ray import tune
+
+    return tune.CheckpointConfig(
+        num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"
+    )
+
+
+def _planned_epochs(tune_config: dict[str, Any]) -> int:
+    config = TrainConfig.from_dict(resolve_trial_config(tune_config))
+    return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
+
+
+def _make_tuner(
+    space: SearchSpace,
+    index: DatasetIndex,
+    experiment_dir: Path,
+    checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
+    options: SearchOptions,
+) -> Any:
+    from ray import tune
+
+    from tuner.callbacks import ParquetResultsCallback
+
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, index=index), trial_resources(space)
+    )
+    if options.resume:
+        return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+    callback = ParquetResultsCallback(
+        experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=build_param_space(space, checkpoints),
+        tune_config=build_tune_config(space, experiment_dir),
+        run_config=tune.RunConfig(
+            name=experiment_dir.name,
+            storage_path=str(experiment_dir.parent),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=_checkpoint_config(),
+            callbacks=[callback],
+            verbose=options.verbose,
+        ),
+    )
+
+
+def _hyperparameters(tune_config: dict[str, Any]) -> dict[str, Any]:
+    """The trial's TrainConfig values (what the Parquet columns hold), without internals."""
+    return resolve_trial_config(tune_config)
+
+
+def _space_text(space: SearchSpace) -> str:
+    import yaml
+
+    return yaml.safe_dump(space.document, sort_keys=False)
+
+
+def _plain_checkpoints(
+    checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [{"match": dict(match), "checkpoint": path} for match, path in runs.items()]
+        for name, runs in checkpoints.items()
+    }
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)
