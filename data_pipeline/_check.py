@@ -54,7 +54,10 @@ class CheckReport:
         counts = self.frame_counts
         if not counts:
             return {"min": None, "median": None, "max": None}
-        return {"min": min(counts), "median": statistics.median(counts), "max": max(counts)}
+        median = statistics.median(counts)
+        if float(median).is_integer():
+            median = int(median)
+        return {"min": min(counts), "median": median, "max": max(counts)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
