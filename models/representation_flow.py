@@ -22,6 +22,9 @@ channels, a 1x1x1 expansion of the 2x32 flow channels back to C, BatchNorm and a
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -112,13 +115,24 @@ class RepresentationFlow(nn.Module):
         B, _, T, _, _ = x.shape
         if T < 2:
             raise ValueError(f"representation flow needs at least 2 time steps, got {T}")
-        images = _to_pixel_range(self.bottleneck(x))  # (B, K, T, H, W)
-        steps = images.permute(0, 2, 1, 3, 4)  # (B, T, K, H, W)
-        i0, i1 = steps[:, :-1].flatten(0, 1), steps[:, 1:].flatten(0, 1)  # (B*(T-1), K, H, W)
-        u1, u2 = self.tvl1(i0, i1)
+        reduced = self.bottleneck(x)  # (B, K, T, H, W)
+        with _full_precision(x.device.type):  # ten iterations of divisions need it
+            images = _to_pixel_range(reduced.to(self.tvl1.theta.dtype))
+            steps = images.permute(0, 2, 1, 3, 4)  # (B, T, K, H, W)
+            i0, i1 = steps[:, :-1].flatten(0, 1), steps[:, 1:].flatten(0, 1)  # (B*(T-1), K, H, W)
+            u1, u2 = self.tvl1(i0, i1)
         flow = torch.cat([u1, u2], dim=1).unflatten(0, (B, T - 1))  # (B, T-1, 2K, H, W)
         flow = flow.permute(0, 2, 1, 3, 4)  # (B, 2K, T-1, H, W)
         return F.relu(x[:, :, :-1] + self.bn(self.expand(flow)))
+
+
+def _full_precision(device_type: str) -> AbstractContextManager[Any]:
+    """Turn autocast off where it is on (bf16 training), else change nothing."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast (meta)
+        enabled = False
+    return torch.autocast(device_type, enabled=False) if enabled else nullcontext()
 
 
 def _to_pixel_range(x: Tensor) -> Tensor:

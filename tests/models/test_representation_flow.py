@@ -52,3 +52,13 @@ def test_model_runs_the_convlstm_over_t_minus_one_flow_steps(rgb):
         out = model(rgb)
     assert len(seen) == rgb.shape[1] - 1
     assert out["logits"].shape == (B, CLASSES)
+
+
+def test_tvl1_iterates_in_float32_under_bf16_autocast():
+    layer = RepresentationFlow(channels=16, bottleneck=8, iterations=2)
+    seen = []
+    layer.tvl1.register_forward_pre_hook(lambda _, args: seen.append(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.randn(1, 16, 3, 6, 6))
+    assert seen == [torch.float32]
+    assert torch.isfinite(out).all()
