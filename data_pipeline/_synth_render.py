@@ -23,6 +23,22 @@ __all__ = ["Appearance", "VideoSpec", "appearance_of", "render_video"]
 
 SHAPES = ("disc", "square", "diamond", "triangle", "ring", "cross")
 _GOLDEN = 0.618033988749895
+# The first objects (those of small subsets) get colours far apart from each other and from the
+# grey-beige table; later ones take golden-ratio hues at alternating brightness.
+_PALETTE = (
+    (225, 30, 30),
+    (30, 70, 225),
+    (40, 185, 50),
+    (245, 225, 30),
+    (25, 25, 25),
+    (30, 215, 225),
+    (215, 40, 205),
+    (250, 250, 250),
+    (245, 135, 20),
+    (110, 40, 165),
+    (20, 95, 45),
+    (250, 150, 195),
+)
 _FLOW_GAIN = 6.4  # grey levels per pixel of motion at 256 px image height (dense_flow's bound 20)
 _COMPRESS_LEVEL = 1  # fast: the synthetic frames are rewritten at will
 
@@ -35,10 +51,14 @@ class Appearance:
 
 
 def appearance_of(class_name: str) -> Appearance:
-    """Appearance of the class's object; consecutive objects get far-apart hues."""
+    """Colour, shape and stripes of the class's object (the same for every action on it)."""
     index = objects_by_priority().index(object_of(class_name))
-    red, green, blue = colorsys.hsv_to_rgb((index * _GOLDEN) % 1.0, 0.85, 0.95)
-    colour = (round(red * 255), round(green * 255), round(blue * 255))
+    if index < len(_PALETTE):
+        colour = _PALETTE[index]
+    else:
+        value = 0.95 if index % 2 else 0.6
+        red, green, blue = colorsys.hsv_to_rgb((index * _GOLDEN) % 1.0, 0.85, value)
+        colour = (round(red * 255), round(green * 255), round(blue * 255))
     return Appearance(colour, SHAPES[index % len(SHAPES)], bool((index // len(SHAPES)) % 2))
 
 
@@ -62,7 +82,9 @@ class VideoSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Trajectories: t in [0, 1] -> centre (fractions of width, height) and size factors.
+# Trajectories: t in [0, 1] -> centre and size factors. The centre is in fractions of the central
+# H x H square of the frame, which the evaluation centre crop keeps, as the real videos keep the
+# hands near the middle.
 
 _Path = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -71,60 +93,60 @@ def _const(t: np.ndarray, value: float) -> np.ndarray:
     return np.full_like(t, value)
 
 
-def _open(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _open(t: np.ndarray, rng: np.random.Generator) -> _Path:
     # Vertical rise while growing: a horizontal flip leaves it unchanged, reversal does not.
     y0, rise = rng.uniform(0.6, 0.7), rng.uniform(0.2, 0.28)
     scale = 0.8 + rng.uniform(0.35, 0.5) * t
     return _const(t, rng.uniform(0.35, 0.65)), y0 - rise * t, scale, scale
 
 
-def _take(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _take(t: np.ndarray, rng: np.random.Generator) -> _Path:
     start, sign = rng.uniform(0.2, 0.3), rng.choice((-1.0, 1.0))
     x = 0.5 + sign * (start - 0.5) * (1 - 2 * t)
     return x, _const(t, rng.uniform(0.4, 0.6)), _const(t, 1.0), _const(t, 1.0)
 
 
-def _put(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _put(t: np.ndarray, rng: np.random.Generator) -> _Path:
     x0, drift = rng.uniform(0.35, 0.65), rng.choice((-1.0, 1.0)) * rng.uniform(0.1, 0.15)
     ease = 1 - (1 - t) ** 2
     return x0 + drift * ease, 0.22 + 0.4 * ease, _const(t, 1.0), _const(t, 1.0)
 
 
-def _pour(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _pour(t: np.ndarray, rng: np.random.Generator) -> _Path:
     x0, y0 = rng.uniform(0.3, 0.4), rng.uniform(0.55, 0.65)
     return x0 + 0.3 * t, y0 - 0.3 * np.sin(np.pi * t), _const(t, 1.0), 1.0 - 0.25 * t
 
 
-def _scoop(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _scoop(t: np.ndarray, rng: np.random.Generator) -> _Path:
     x0, y0 = rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.4)
     return x0 + 0.08 * t, y0 + 0.3 * np.sin(np.pi * t), _const(t, 1.0), _const(t, 1.0)
 
 
-def _shake(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _shake(t: np.ndarray, rng: np.random.Generator) -> _Path:
     cycles, phase = rng.uniform(2.5, 3.5), rng.uniform(0, 2 * np.pi)
     y = rng.uniform(0.45, 0.55) + 0.1 * np.sin(2 * np.pi * cycles * t + phase)
     return _const(t, rng.uniform(0.4, 0.6)), y, _const(t, 1.0), _const(t, 1.0)
 
 
-def _stir(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _stir(t: np.ndarray, rng: np.random.Generator) -> _Path:
     turns, phase, radius = rng.uniform(1.0, 1.5), rng.uniform(0, 2 * np.pi), 0.18
     angle = 2 * np.pi * turns * t + phase
-    x = 0.5 + radius * np.cos(angle) / aspect  # a circle in pixels, not in fractions
+    x = 0.5 + radius * np.cos(angle)
     return x, 0.5 + radius * np.sin(angle), _const(t, 0.9), _const(t, 0.9)
 
 
-def _spread(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _spread(t: np.ndarray, rng: np.random.Generator) -> _Path:
     phase = rng.uniform(0, 2 * np.pi)
     x = rng.uniform(0.45, 0.55) + 0.2 * np.sin(3 * np.pi * t + phase)
     return x, rng.uniform(0.45, 0.55) + 0.05 * t, _const(t, 1.0), _const(t, 0.8)
 
 
-def _fold(t: np.ndarray, rng: np.random.Generator, aspect: float) -> _Path:
+def _fold(t: np.ndarray, rng: np.random.Generator) -> _Path:
     x0, y0 = rng.uniform(0.4, 0.6), rng.uniform(0.45, 0.55)
     return _const(t, x0), _const(t, y0), 1.0 + 0.3 * t, 1.0 - 0.6 * t
 
 
-_TRAJECTORIES: dict[str, Callable[[np.ndarray, np.random.Generator, float], _Path]] = {
+_TRAJECTORIES: dict[str, Callable[[np.ndarray, np.random.Generator], _Path]] = {
     "open": _open,
     "take": _take,
     "put": _put,
@@ -145,9 +167,10 @@ def _states(spec: VideoSpec, rng: np.random.Generator) -> np.ndarray:
     width, height = spec.size
     t = np.linspace(0.0, 1.0, spec.n_frames)
     trajectory = _TRAJECTORIES["open" if spec.action == "close" else spec.action]
-    x, y, sx, sy = trajectory(t, rng, width / height)
+    x, y, sx, sy = trajectory(t, rng)
     radius = height / 8  # the object is about a quarter of the frame high
-    states = np.stack([x * width, y * height, sx * radius, sy * radius], axis=1)
+    left = (width - height) / 2
+    states = np.stack([left + x * height, y * height, sx * radius, sy * radius], axis=1)
     if spec.action == "close":
         states = states[::-1]
     return np.concatenate([states, 2 * states[-1:] - states[-2:-1]])

@@ -124,27 +124,27 @@ def test_check_without_fix_changes_nothing(tree):
 
 
 def test_missing_map_borrows_the_nearest_existing_map_forward_first(tree):
-    for k in (1, 4, 5, 8):
+    for k in (1, 4, 6, 7):
         tree.frame("mmaps", "S1", "close_jam", "1", k).unlink()
     report = check_dataset(tree.root)
     sources = {p.path.name: p.source.name for p in report.problems}
     assert sources == {
-        "map0001.png": "map0002.png",
-        "map0004.png": "map0003.png",
-        "map0005.png": "map0006.png",
-        "map0008.png": "map0007.png",
+        "map0001.png": "map0002.png",  # only forward
+        "map0004.png": "map0005.png",  # tie between 3 and 5: forward first
+        "map0006.png": "map0005.png",  # nearest is backward
+        "map0007.png": "map0008.png",
     }
     with pytest.warns(DatasetWarning, match="4 missing_mmap"):
         video = discover(tree.root).videos[0]
-    assert [p.name for p in video.mmaps] == [
-        "map0002.png",
-        "map0002.png",
-        "map0003.png",
-        "map0003.png",
-        "map0006.png",
-        "map0006.png",
-        "map0007.png",
-        "map0007.png",
+    assert [p.name[3:7] for p in video.mmaps] == [
+        "0002",
+        "0002",
+        "0003",
+        "0005",
+        "0005",
+        "0005",
+        "0008",
+        "0008",
     ]
 
 
