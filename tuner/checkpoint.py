@@ -72,7 +72,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def capture_rng_state() -> dict[str, Any]:
     """torch, CUDA, numpy and python RNG states in a ``weights_only``-loadable form."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from data_pipeline import ClipDataset, DatasetIndex, Video, split_by_user
-from models import set_stage_mode, stage_param_groups
+from models import set_stage_mode, stage_param_groups, tap_size
 from tuner._families import Family, family_for
 from tuner._model_factory import build_model
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
@@ -44,7 +44,6 @@ TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
 
 # Settings that change how a run executes but not what it computes; a resume may change them.
 _RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory"})
-_MS_STRIDE = {"conv5": 32, "conv4": 16, "conv3": 8}
 
 
 @dataclass
@@ -301,7 +300,7 @@ class Trainer:
             crop_size=cfg.crop_size,
             flow_stack=cfg.flow_stack,
             flow_segments=1 if train or cfg.model != "flow_resnet34" else cfg.flow_segments,
-            mmap_size=max(1, cfg.crop_size // _MS_STRIDE[cfg.ms_layer]),
+            mmap_size=tap_size(cfg.crop_size, cfg.ms_layer),
             mmap_downsample=cfg.ms_downsample,
             mmap_target=cfg.ms_target,
             static=self.family.static and train,
@@ -373,11 +372,10 @@ def _build_optimizer(
             groups.append({"params": params, "lr": lr, "name": group["name"]})
     if not groups:
         raise ValueError(f"stage: model {cfg.model} has no trainable parameters in stage {stage}")
+    lr, decay = float(settings.lr or 0.0), float(settings.weight_decay or 0.0)
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay
-        )  # type: ignore[arg-type]
-    return torch.optim.Adam(groups, lr=settings.lr, eps=1e-4, weight_decay=settings.weight_decay)  # type: ignore[arg-type]
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=decay)
+    return torch.optim.Adam(groups, lr=lr, eps=1e-4, weight_decay=decay)
 
 
 def _build_scheduler(

@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,10 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
         experiment_dir,
         space_name=space.name,
         space_text=_space_text(space),
-        overrides={"checkpoints": _plain_checkpoints(checkpoints)},
+        overrides={
+            "data": str(options.data.resolve()),
+            "checkpoints": _plain_checkpoints(checkpoints),
+        },
         dataset_fingerprint=fingerprint,
         argv=list(options.argv),
     )
@@ -282,7 +285,7 @@ def _checkpoint_config() -> Any:
     )
 
 
-def _planned_epochs(tune_config: dict[str, Any]) -> int:
+def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
     config = TrainConfig.from_dict(resolve_trial_config(tune_config))
     return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
 
@@ -321,7 +324,7 @@ def _make_tuner(
     )
 
 
-def _hyperparameters(tune_config: dict[str, Any]) -> dict[str, Any]:
+def _hyperparameters(tune_config: Mapping[str, Any]) -> dict[str, Any]:
     """The trial's TrainConfig values (what the Parquet columns hold), without internals."""
     return resolve_trial_config(tune_config)
 

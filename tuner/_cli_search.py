@@ -1,0 +1,172 @@
+"""``egotune search`` and ``egotune demo``.
+
+``search`` runs a bundled or user search space on a local Ray (default) or on a cluster
+(``--address``); ``--resume EXP`` continues a killed search from what its experiment folder
+recorded (space, overrides and dataset). ``demo`` generates the synthetic GTEA61 when it is absent
+and runs the small ``demo`` space with ASHA on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from tuner._cli_spaces import add_override_arguments, apply_override_arguments
+from tuner.errors import UsageError
+
+__all__ = ["print_summary", "register"]
+
+DEMO_SPACE = "demo"
+DEMO_DATA_DIR = "_data/synthetic-gtea61"
+DEMO_SYNTH = {"classes": 8, "videos_per_class": 3, "size": (228, 128), "seed": 1}
+
+
+def register(subparsers: Any) -> None:
+    search = subparsers.add_parser(
+        "search",
+        help="run a search space on Ray Tune",
+        description="Run a search space (bundled name or YAML path) on a local Ray or a cluster.",
+    )
+    search.add_argument("space", nargs="?", help="bundled space name or YAML file")
+    search.add_argument("--data", type=Path, help="GTEA61 root folder")
+    _add_common_arguments(search)
+    search.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    search.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="EXP",
+        help="continue experiment EXP (or --name) from its checkpoints",
+    )
+    add_override_arguments(search)
+    search.set_defaults(handler=run_search_command)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the small demo search on the synthetic dataset",
+        description="Generate the synthetic GTEA61 if absent and run the demo space with ASHA.",
+    )
+    _add_common_arguments(demo)
+    demo.add_argument("--data", type=Path, help="where the synthetic dataset lives or is written")
+    demo.set_defaults(handler=run_demo_command)
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="experiment name (default: SPACE-DATE-TIME)")
+    parser.add_argument(
+        "--storage",
+        type=Path,
+        help="results folder (default: $EGOTUNE_STORAGE or ~/egotune-results)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=None,
+        metavar="N",
+        help="retries of a failed trial from its last checkpoint (default 3)",
+    )
+
+
+def run_search_command(args: argparse.Namespace) -> int:
+    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions, default_storage
+    from tuner.spaces import load_space
+
+    storage = (args.storage or default_storage()).expanduser()
+    name = args.resume if isinstance(args.resume, str) else args.name
+    if args.max_failures is not None and args.max_failures < 0:
+        raise UsageError(f"--max-failures {args.max_failures}: must be 0 or more")
+    if args.resume:
+        if name is None:
+            raise UsageError("--resume: name the experiment (--resume EXP or --name EXP)")
+        space, data = _recorded_search(storage, name, args)
+    else:
+        if args.space is None:
+            raise UsageError("SPACE: name a search space (egotune spaces list shows them)")
+        if args.data is None:
+            raise UsageError("--data: required (the GTEA61 root folder)")
+        space, data = apply_override_arguments(load_space(args.space), args), args.data
+    options = SearchOptions(
+        data=data,
+        storage=storage,
+        name=name,
+        address=args.address,
+        resume=bool(args.resume),
+        max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures,
+    )
+    return _run_and_report(space, options)
+
+
+def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
+    """The space and dataset a search ran with, from its experiment folder."""
+    import yaml
+
+    from tuner.experiment import read_experiment_metadata
+    from tuner.spaces import parse_space
+
+    folder = storage / name
+    try:
+        metadata = read_experiment_metadata(folder)
+    except (FileNotFoundError, OSError, ValueError):
+        raise UsageError(
+            f"--resume {name}: no experiment at {folder}; check --storage "
+            "(egotune results list shows the experiments)"
+        ) from None
+    space = parse_space(
+        yaml.safe_load(metadata["space_text"]),
+        source=f"{folder}/experiment.json",
+        name=metadata["space_name"],
+    )
+    recorded = metadata.get("overrides", {}).get("data")
+    data = args.data or (Path(recorded) if recorded else None)
+    if data is None:
+        raise UsageError(f"--data: {folder} does not record its dataset; pass --data")
+    return space, data
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from data_pipeline import synthesize
+    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions, default_storage
+    from tuner.spaces import load_space
+
+    storage = (args.storage or default_storage()).expanduser()
+    data = args.data or storage / DEMO_DATA_DIR
+    if not any((folder / "processed_frames2").is_dir() for folder in (data, data / "GTEA61")):
+        start = time.perf_counter()
+        synthesize(data, **DEMO_SYNTH)  # type: ignore[arg-type]
+        print(f"synthetic GTEA61 written to {data} in {time.perf_counter() - start:.1f} s")
+    options = SearchOptions(
+        data=data,
+        storage=storage,
+        name=args.name,
+        max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures,
+    )
+    return _run_and_report(load_space(DEMO_SPACE), options)
+
+
+def _run_and_report(space: Any, options: Any) -> int:
+    from tuner.search import run_search
+
+    outcome = run_search(space, options)
+    print_summary(outcome.experiment_dir, space)
+    if outcome.dashboard_url:
+        print(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
+    return 1 if outcome.num_errors else 0
+
+
+def print_summary(experiment_dir: Path, space: Any, top: int = 5) -> None:
+    """The best trials and where the Parquet tables are."""
+    from tuner.experiment import read_trials
+
+    trials = read_trials(experiment_dir)
+    keys = [key for key in space.varying_keys if key in trials.columns]
+    shown = ["trial_id", "status", *keys, "best_val_acc", "best_epoch", "epochs_run"]
+    if not trials.empty:
+        best = trials.sort_values("best_val_acc", ascending=False).head(top)
+        print(f"\nTop {len(best)} of {len(trials)} trials by best validation accuracy (%):")
+        print(best[[c for c in shown if c in best.columns]].to_string(index=False))
+    print(f"\nexperiment: {experiment_dir}")
+    print(f"trials table: {experiment_dir / 'trials.parquet'}")
+    print(f"epochs table: {experiment_dir / 'epochs.parquet'}")
