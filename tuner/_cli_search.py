@@ -114,12 +114,13 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
             f"--resume {name}: no experiment at {folder}; check --storage "
             "(egotune results list shows the experiments)"
         ) from None
+    recorded_space = metadata["space"]
     space = parse_space(
-        yaml.safe_load(metadata["space_text"]),
+        yaml.safe_load(recorded_space["text"]),
         source=f"{folder}/experiment.json",
-        name=metadata["space_name"],
+        name=recorded_space["name"],
     )
-    recorded = metadata.get("overrides", {}).get("data")
+    recorded = recorded_space.get("overrides", {}).get("data")
     data = args.data or (Path(recorded) if recorded else None)
     if data is None:
         raise UsageError(f"--data: {folder} does not record its dataset; pass --data")

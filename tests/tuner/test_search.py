@@ -1,0 +1,128 @@
+"""Real small searches on a local Ray: grid with a prerequisite, ASHA, Optuna; Parquet read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+
+from tests.conftest import tiny_config_values
+from tuner.errors import EgotuneError
+from tuner.search import PREREQUISITES_DIR, SearchOptions, run_search
+from tuner.spaces import parse_space
+
+TINY_FIXED = {
+    key: value
+    for key, value in tiny_config_values().items()
+    if key not in ("epochs", "stage1", "device")
+}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def space(doc: dict, name: str = "tiny"):
+    return parse_space(doc, source=f"{name}.yaml", name=name)
+
+
+def grid_doc(epochs: int = 2) -> dict:
+    return {
+        "fixed": {**TINY_FIXED, "model": "ego_rnn", "stage": 2, "epochs": epochs},
+        "grid": {"lr": [1e-3, 1e-4]},
+        "scheduler": {"algorithm": "grid"},
+        "resources": {"cpus": 1, "gpus": 0},
+        "prerequisites": {
+            "stage1": {
+                "provides": "init_checkpoint",
+                "config": {"model": "ego_rnn", "stage": 1, "epochs": 1},
+            }
+        },
+    }
+
+
+def options(root: Path, storage: Path, name: str) -> SearchOptions:
+    return SearchOptions(data=root, storage=storage, name=name, verbose=0, argv=["test"])
+
+
+def read_tables(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(experiment / "trials.parquet"), pd.read_parquet(
+        experiment / "epochs.parquet"
+    )
+
+
+def test_grid_search_with_a_prerequisite_writes_matching_tables(
+    local_ray, synthetic_root, tmp_path
+):
+    outcome = run_search(space(grid_doc()), options(synthetic_root, tmp_path, "grid"))
+    assert outcome.num_errors == 0
+    trials, epochs = read_tables(outcome.experiment_dir)
+    assert sorted(trials["lr"]) == [1e-4, 1e-3]
+    assert set(trials["status"]) == {"TERMINATED"}
+    assert trials["trial_id"].is_unique
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert epochs.groupby("trial_id")["epoch"].apply(sorted).tolist() == [[1, 2], [1, 2]]
+    for _, trial in trials.iterrows():
+        run = epochs[epochs["trial_id"] == trial["trial_id"]]
+        assert trial["best_val_acc"] == pytest.approx(run["val_acc"].max())
+        assert Path(trial["checkpoint"]).exists()
+    assert len(set(trials["init_checkpoint"])) == 1  # every trial starts from the same stage-1 run
+    metadata = json.loads((outcome.experiment_dir / "experiment.json").read_text())
+    assert metadata["space"]["name"] == "tiny"
+    assert metadata["dataset_fingerprint"]
+
+
+def test_prerequisite_runs_once_and_a_later_search_reuses_it(local_ray, synthetic_root, tmp_path):
+    run_search(space(grid_doc(epochs=1)), options(synthetic_root, tmp_path, "first"))
+    (record,) = list((tmp_path / PREREQUISITES_DIR).glob("*/prerequisite.json"))
+    before = record.stat().st_mtime_ns
+    second = run_search(space(grid_doc(epochs=1)), options(synthetic_root, tmp_path, "second"))
+    assert len(list((tmp_path / PREREQUISITES_DIR).glob("*/prerequisite.json"))) == 1
+    assert record.stat().st_mtime_ns == before
+    trials, _ = read_tables(second.experiment_dir)
+    assert set(trials["init_checkpoint"]) == {json.loads(record.read_text())["checkpoint"]}
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "optuna"])
+def test_sampled_searches_write_one_row_per_trial_that_ran(
+    local_ray, synthetic_root, tmp_path, algorithm
+):
+    doc = {
+        "fixed": {**TINY_FIXED, "model": "ego_rnn", "stage": 1, "epochs": 2},
+        "sample": {"lr": {"loguniform": [1e-4, 1e-2]}},
+        "scheduler": {"algorithm": algorithm, "num_samples": 3, "seed": 0},
+        "resources": {"cpus": 1, "gpus": 0},
+    }
+    if algorithm == "asha":
+        doc["scheduler"].update(grace_period=1, reduction_factor=2, max_t=2)
+    outcome = run_search(space(doc), options(synthetic_root, tmp_path, algorithm))
+    trials, epochs = read_tables(outcome.experiment_dir)
+    assert len(trials) == 3 and trials["trial_id"].is_unique
+    assert set(epochs["trial_id"]) == set(trials["trial_id"])
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    runs = epochs.groupby("trial_id")["epoch"].max().to_dict()
+    assert trials.set_index("trial_id")["epochs_run"].to_dict() == runs
+    if algorithm == "optuna":
+        assert (outcome.experiment_dir / "optuna.db").is_file()
+
+
+def test_an_existing_experiment_is_never_overwritten(local_ray, synthetic_root, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("results")
+    with pytest.raises(EgotuneError, match=r"--name taken.*already exists"):
+        run_search(space(grid_doc()), options(synthetic_root, tmp_path, "taken"))
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "results"
+
+
+def test_a_request_no_node_can_satisfy_fails_before_any_trial(local_ray, synthetic_root, tmp_path):
+    doc = grid_doc()
+    doc["resources"] = {"cpus": 1, "gpus": 4}
+    with pytest.raises(EgotuneError, match="--gpus-per-trial 4"):
+        run_search(space(doc), options(synthetic_root, tmp_path, "greedy"))
+    assert not (tmp_path / "greedy").exists()
