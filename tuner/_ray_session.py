@@ -8,13 +8,15 @@ queued, instead of a driver that hangs or trials that stay PENDING forever.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tuner.errors import EgotuneError, UsageError
 
-__all__ = ["RaySession", "check_trial_resources", "connect"]
+__all__ = ["RaySession", "check_trial_resources", "connect", "use_token_when_available"]
 
 _DEFAULT_GCS_PORT = 6379
 
@@ -49,6 +51,8 @@ def connect(
         return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
     if address is not None and address != "auto":
         _check_reachable(address)
+    if address is not None:
+        use_token_when_available()
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
     if address is None:
         kwargs.update(
@@ -67,6 +71,21 @@ def connect(
         dashboard_url=_dashboard_url(info),
         started_here=address is None,
     )
+
+
+def use_token_when_available() -> None:
+    """Send the cluster's auth token when one is configured and no mode was chosen explicitly.
+
+    A head started with ``ray start --head`` has token authentication on by default in this Ray
+    version, but a client with ``RAY_AUTH_MODE`` unset is refused; the token comes from
+    ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray reads it. Ray
+    reads the mode when it is first imported, so the CLI calls this before anything imports ray.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _dashboard_url(info: Any) -> str | None:

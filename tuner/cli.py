@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from tuner._ray_session import use_token_when_available
 from tuner.errors import EgotuneError
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_token_when_available()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
