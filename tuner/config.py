@@ -134,6 +134,9 @@ class TrainConfig:
     """ResNet depth of the RGB and flow backbones: resnet18, resnet34 or resnet50."""
     weights: str = "imagenet"
     """Backbone initialisation: ``imagenet`` (torchvision), ``none`` (random) or a local file."""
+    bn_calibration: str = "auto"
+    """Set BatchNorm running statistics from one pass over the training data before training:
+    ``on``, ``off``, or ``auto`` (on for random weights that start no checkpoint)."""
     cam: bool = True
     """Use the CAM spatial attention in the Ego-RNN family."""
     mem_size: int = 512
@@ -421,6 +424,7 @@ def _validate(cfg: TrainConfig) -> None:
     _check_choice("backbone", cfg.backbone, ("resnet18", "resnet34", "resnet50"))
     if not isinstance(cfg.weights, str) or not cfg.weights:
         raise ValueError(f"weights: must be imagenet, none or a file path, got {cfg.weights!r}")
+    _check_choice("bn_calibration", cfg.bn_calibration, ("auto", "on", "off"))
     _check_int("mem_size", cfg.mem_size, 1)
     _check_int("flow_stack", cfg.flow_stack, 1)
     _check_int("flow_segments", cfg.flow_segments, 1)

@@ -141,6 +141,8 @@ class Trainer:
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0}
         self.stage1_best_model: dict[str, Tensor] | None = None
         self._enter_stage(self.stages[0])
+        if _wants_bn_calibration(config):
+            self._calibrate_batchnorm()
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -216,6 +218,31 @@ class Trainer:
         self.stage1_best_model = None
         self.stage_index += 1
         self._enter_stage(self.stage)
+
+    @torch.no_grad()
+    def _calibrate_batchnorm(self) -> None:
+        """Set BatchNorm running statistics from one pass over the training clips.
+
+        Randomly initialised weights come with running statistics (mean 0, variance 1) that
+        describe nothing; since the stages keep BatchNorm in eval mode (as with ImageNet
+        weights), the frozen backbone would then scale features arbitrarily. One pass in train
+        mode with a cumulative average gives them the statistics of the data, as a pretrained
+        network has. Deterministic: the pass uses epoch 0's data order and augmentation.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        self.model.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the whole pass
+            norm.train()
+        for batch in self._loader(self.train_set, 0, train=True):
+            self.family.step(self.model, self._to_device(batch), self.config, self.stage, False)
+        for norm in norms:
+            norm.momentum = 0.1
+        self.model.train()
+        set_stage_mode(self.model, self.stage)
 
     # -- epochs --------------------------------------------------------------------------------
     def _run_epoch(self) -> EpochRecord:
@@ -386,6 +413,13 @@ def _build_scheduler(
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
     milestones = list(settings.milestones or ())
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
+
+
+def _wants_bn_calibration(cfg: TrainConfig) -> bool:
+    if cfg.bn_calibration != "auto":
+        return cfg.bn_calibration == "on"
+    starts_trained = cfg.init_checkpoint or cfg.rgb_checkpoint or cfg.flow_checkpoint
+    return cfg.weights.lower() == "none" and not starts_trained
 
 
 def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, Any]) -> None:
