@@ -112,6 +112,8 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     _check_experiment_dir(experiment_dir, resume=options.resume)
     index = _load_index(options.data)
     session = connect(options.address, num_cpus=options.num_cpus)
+    if session.dashboard_url:
+        print(f"Ray dashboard: {session.dashboard_url}", flush=True)
     check_trial_resources(space.resources.cpus, space.resources.gpus)
     fingerprint = dataset_fingerprint(index)
     checkpoints = _run_prerequisites(space, index, storage, fingerprint, options)
