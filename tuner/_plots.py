@@ -1,0 +1,290 @@
+"""Figures of an experiment's results, drawn with matplotlib's non-interactive Agg backend.
+
+- :func:`plot_curves`: training and validation accuracy and loss by epoch, one row per trial, with
+  the learning-rate phases shaded and their boundaries marked by gray lines (the report's Fig. 12)
+  and stage boundaries drawn as labelled black lines;
+- :func:`plot_importances`: a horizontal bar per hyperparameter;
+- :func:`plot_parallel` and :func:`parallel_html`: parallel coordinates, one line per trial colored
+  by its value, as a PNG or as a self-contained HTML page with an inline SVG.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never open a window, work without a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize, to_hex
+
+__all__ = [
+    "ParallelAxis",
+    "lr_phases",
+    "parallel_axes",
+    "parallel_html",
+    "plot_curves",
+    "plot_importances",
+    "plot_parallel",
+]
+
+_TRAIN, _VAL = "tab:blue", "tab:orange"
+_DPI = 150
+
+
+def lr_phases(run: pd.DataFrame) -> list[tuple[int, int, float]]:
+    """Runs of consecutive epochs at one learning rate: ``(first_epoch, last_epoch, lr)``.
+
+    ``run`` holds one trial's epoch rows sorted by ``epoch``; rows without ``lr`` are skipped.
+    """
+    phases: list[tuple[int, int, float]] = []
+    for epoch, lr in zip(run["epoch"], run["lr"], strict=True):
+        if pd.isna(lr):
+            continue
+        if phases and math.isclose(phases[-1][2], lr, rel_tol=1e-9):
+            phases[-1] = (phases[-1][0], int(epoch), phases[-1][2])
+        else:
+            phases.append((int(epoch), int(epoch), float(lr)))
+    return phases
+
+
+def plot_curves(
+    epochs: pd.DataFrame,
+    trial_ids: Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    titles: Mapping[str, str] | None = None,
+) -> Path:
+    """Accuracy and loss curves of ``trial_ids`` (a row of two panels each) saved to ``out``."""
+    if not trial_ids:
+        raise ValueError("trial_ids: name at least one trial")
+    fig, axes = plt.subplots(
+        len(trial_ids), 2, figsize=(11, 3.4 * len(trial_ids)), squeeze=False, layout="constrained"
+    )
+    lrs = epochs["lr"].dropna()
+    norm = _lr_norm(lrs) if not lrs.empty else None
+    for (acc_ax, loss_ax), trial_id in zip(axes, trial_ids, strict=True):
+        run = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
+        if run.empty:
+            raise ValueError(f"trial {trial_id}: no epochs recorded")
+        title = (titles or {}).get(trial_id, trial_id)
+        for ax, metric, label in ((acc_ax, "acc", "Accuracy (%)"), (loss_ax, "loss", "Loss")):
+            _draw_metric(ax, run, metric, label)
+            _mark_phases(ax, run, norm)
+            _mark_stages(ax, run)
+            ax.set_title(f"{title}: {label.split(' ')[0].lower()}", fontsize=10)
+            ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    return _save(fig, out)
+
+
+def _draw_metric(ax: Axes, run: pd.DataFrame, metric: str, label: str) -> None:
+    marker = "o" if len(run) <= 40 else None
+    for split, color in (("train", _TRAIN), ("val", _VAL)):
+        column = f"{split}_{metric}"
+        name = "training" if split == "train" else "validation"
+        ax.plot(run["epoch"], run[column], color=color, marker=marker, ms=3, lw=1.4, label=name)
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.25)
+
+
+def _lr_norm(lrs: pd.Series) -> Normalize:
+    low, high = float(np.log10(lrs.min())), float(np.log10(lrs.max()))
+    return Normalize(low - 0.5, high + 0.5)
+
+
+def _mark_phases(ax: Axes, run: pd.DataFrame, norm: Normalize | None) -> None:
+    """Shade each learning-rate phase by its rate and draw a gray line where the rate changes."""
+    from tuner.results import format_number
+
+    cmap = plt.get_cmap("Greens")
+    labelled: set[float] = set()
+    for index, (first, last, lr) in enumerate(lr_phases(run)):
+        shade = cmap(0.25 + 0.6 * norm(math.log10(lr))) if norm is not None and lr > 0 else "0.9"
+        label = f"lr {format_number(lr)}" if lr not in labelled else None
+        labelled.add(lr)
+        ax.axvspan(first - 0.5, last + 0.5, color=shade, alpha=0.3, lw=0, label=label)
+        if index:
+            ax.axvline(first - 0.5, color="0.5", lw=1.0, ls="--")
+
+
+def _mark_stages(ax: Axes, run: pd.DataFrame) -> None:
+    """A black line and a label where a new training stage starts."""
+    stages = run[["epoch", "stage"]].dropna()
+    starts = stages[stages["stage"].ne(stages["stage"].shift())]
+    for epoch, stage in zip(starts["epoch"], starts["stage"], strict=True):
+        if epoch != stages["epoch"].iloc[0]:
+            ax.axvline(epoch - 0.5, color="black", lw=1.4)
+        ax.annotate(
+            f"stage {int(stage)}",
+            xy=(epoch - 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+
+
+def plot_importances(
+    importances: pd.Series, out: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """Horizontal bars of ``importances`` (name -> share), the most important on top."""
+    ordered = importances.sort_values()
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(ordered) + 1.4), layout="constrained")
+    bars = ax.barh([str(i) for i in ordered.index], ordered.to_numpy(), color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in ordered], padding=3, fontsize=8)
+    ax.set_xlabel("Importance (share of the total)")
+    ax.set_ylabel("Hyperparameter")
+    ax.set_xlim(0, max(1.0, float(ordered.max()) * 1.15))
+    ax.legend([bars], ["importance"], fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.25)
+    return _save(fig, out)
+
+
+@dataclass(frozen=True)
+class ParallelAxis:
+    """One vertical axis of a parallel-coordinates plot."""
+
+    name: str
+    positions: np.ndarray
+    """(N,) position of each trial on the axis, 0 (bottom) to 1 (top)."""
+    ticks: list[tuple[float, str]]
+    """(position, label) pairs."""
+
+
+def parallel_axes(trials: pd.DataFrame, columns: Sequence[str], value: str) -> list[ParallelAxis]:
+    """Axes for ``columns`` then ``value``: numbers scaled (log when they span two decades and are
+    positive), anything else (text, lists, missing values) as evenly spaced categories."""
+    from tuner.results import format_number
+
+    axes = []
+    for name in [*columns, value]:
+        column = trials[name]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        if numeric and not column.isna().any():
+            axes.append(_numeric_axis(name, column.astype(float), format_number))
+        else:
+            labels = column.map(lambda v: format_number(v) if v is not None else "-")
+            categories = sorted(set(labels))
+            step = 1.0 / max(len(categories) - 1, 1)
+            where = {
+                c: (i * step if len(categories) > 1 else 0.5) for i, c in enumerate(categories)
+            }
+            positions = labels.map(where).to_numpy(dtype=float)
+            axes.append(ParallelAxis(name, positions, [(where[c], c) for c in categories]))
+    return axes
+
+
+def _numeric_axis(name: str, column: pd.Series, fmt: Any) -> ParallelAxis:
+    low, high = float(column.min()), float(column.max())
+    log = low > 0 and high / low >= 100
+    scale = np.log10 if log else (lambda x: np.asarray(x, dtype=float))
+    lo, hi = float(scale(low)), float(scale(high))
+    span = hi - lo or 1.0
+    positions = (scale(column.to_numpy()) - lo) / span if hi > lo else np.full(len(column), 0.5)
+    values = sorted(set(column)) if column.nunique() <= 6 else list(np.linspace(low, high, 5))
+    if log and column.nunique() > 6:
+        values = list(np.logspace(lo, hi, 5))
+    ticks = [((float(scale(v)) - lo) / span if hi > lo else 0.5, fmt(float(v))) for v in values]
+    return ParallelAxis(name, np.asarray(positions, dtype=float), ticks)
+
+
+def plot_parallel(
+    trials: pd.DataFrame, columns: Sequence[str], value: str, out: str | os.PathLike[str]
+) -> Path:
+    """Parallel coordinates of ``trials`` over ``columns``, lines colored by ``value``."""
+    axes = parallel_axes(trials, columns, value)
+    values = trials[value].to_numpy(dtype=float)
+    norm, cmap = Normalize(np.nanmin(values), np.nanmax(values)), plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(1.6 * len(axes) + 2.5, 4.8), layout="constrained")
+    xs = np.arange(len(axes))
+    ys = np.stack([a.positions for a in axes], axis=1)  # (N trials, axes)
+    for row, v in sorted(zip(ys, values, strict=True), key=lambda pair: pair[1]):
+        ax.plot(xs, row, color=cmap(norm(v)), lw=1.3, alpha=0.85)
+    for x, axis in zip(xs, axes, strict=True):
+        ax.axvline(float(x), color="0.3", lw=0.8)
+        for position, label in axis.ticks:
+            ax.annotate(label, (x, position), xytext=(4, 0), textcoords="offset points", fontsize=7)
+    ax.set_xticks(xs, [a.name for a in axes])
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.2, len(axes) - 0.4)
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
+    bar.set_label(f"{value} (%)" if value.endswith("acc") else value)
+    ax.set_title(f"Parallel coordinates of {len(values)} trials", fontsize=10)
+    return _save(fig, out)
+
+
+def parallel_html(
+    trials: pd.DataFrame,
+    columns: Sequence[str],
+    value: str,
+    out: str | os.PathLike[str],
+    *,
+    title: str = "Parallel coordinates",
+) -> Path:
+    """A self-contained HTML page: an inline SVG of the parallel coordinates and the trial table.
+
+    It loads nothing from the network; hovering a line shows the trial id and its value.
+    """
+    axes = parallel_axes(trials, columns, value)
+    values = trials[value].to_numpy(dtype=float)
+    norm, cmap = Normalize(np.nanmin(values), np.nanmax(values)), plt.get_cmap("viridis")
+    width, height, left, top = 170 * len(axes) + 80, 380, 50, 40
+    step = (width - 2 * left) / max(len(axes) - 1, 1)
+    xs = [left + i * step for i in range(len(axes))]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 80}">']
+    order = np.argsort(values)
+    for i in order:
+        points = " ".join(
+            f"{x:.1f},{top + (1 - a.positions[i]) * height:.1f}"
+            for x, a in zip(xs, axes, strict=True)
+        )
+        tip = html.escape(f"{trials['trial_id'].iloc[i]}: {value} {values[i]:.2f}")
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{to_hex(cmap(norm(values[i])))}" '
+            f'stroke-width="1.6" opacity="0.85"><title>{tip}</title></polyline>'
+        )
+    for x, axis in zip(xs, axes, strict=True):
+        parts.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{top + height}" stroke="#444"/>')
+        parts.append(
+            f'<text x="{x}" y="{top + height + 24}" text-anchor="middle" font-weight="bold">'
+            f"{html.escape(axis.name)}</text>"
+        )
+        for position, label in axis.ticks:
+            y = top + (1 - position) * height
+            parts.append(f'<text x="{x + 5}" y="{y + 4:.1f}">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    table = trials[["trial_id", *columns, value]].to_html(index=False, na_rep="-", border=0)
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;font-size:12px} td,th{padding:2px 8px}</style>"
+        f"</head><body><h2>{html.escape(title)}</h2><p>Line color: {html.escape(value)}, "
+        f"from {np.nanmin(values):.2f} (dark) to {np.nanmax(values):.2f} (yellow).</p>"
+        f"{''.join(parts)}{table}</body></html>\n"
+    )
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, dpi=_DPI)
+    finally:
+        plt.close(fig)
+    return path
