@@ -38,9 +38,14 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex) -> None:
         with checkpoint.as_directory() as folder:
             trainer.load_state_dict(load_checkpoint(Path(folder) / STATE_FILE))
     final_stage = trainer.stages[-1]
-    for record in trainer.run():
-        metrics = record.to_dict()
-        metrics[CHECKPOINT_SCORE] = record.val_acc if record.stage == final_stage else -1.0
-        with tempfile.TemporaryDirectory(prefix="egotune-ckpt-") as folder:
-            save_checkpoint(trainer.state_dict(), Path(folder) / STATE_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    try:
+        for record in trainer.run():
+            metrics = record.to_dict()
+            metrics[CHECKPOINT_SCORE] = record.val_acc if record.stage == final_stage else -1.0
+            with tempfile.TemporaryDirectory(prefix="egotune-ckpt-") as folder:
+                save_checkpoint(trainer.state_dict(), Path(folder) / STATE_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    except FloatingPointError as exc:
+        # A diverged configuration diverges again from its checkpoint (runs are exactly
+        # reproducible), so a retry would only waste the slot: end the trial with what it has.
+        print(f"trial stopped: {exc}", flush=True)
