@@ -151,3 +151,11 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match=r"latest\.pt.*corrupt or truncated"):
         load_checkpoint(path)
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(synthetic_root):
+    trainer = make_trainer(synthetic_root, epochs=1)
+    with torch.no_grad():
+        trainer.model.classifier[1].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
+        list(trainer.run())
