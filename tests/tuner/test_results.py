@@ -300,7 +300,9 @@ def test_a_damaged_part_is_skipped_with_a_warning(handmade):
 
 def test_reading_while_a_search_writes_sees_only_complete_parts(tmp_path):
     exp, rows_per_part, parts = tmp_path / "live", 5, 40
-    TrialsTableWriter(exp).update("w", {"status": "RUNNING", "lr": 1e-3})
+    started = TrialsTableWriter(exp)
+    started.update("w", {"status": "RUNNING", "lr": 1e-3})
+    started.write()
     done = threading.Event()
 
     def write() -> None:
