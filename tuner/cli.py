@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    use_token_when_available()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "address", None):
+        use_token_when_available()  # before anything imports ray
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
