@@ -304,7 +304,8 @@ def pivot_table(
     """``value`` laid out like the report's Fig. 10: index ``rows``, columns ``cols``.
 
     Cells aggregate the trials of each combination (repeated seeds included) with ``agg``
-    (``mean`` or ``max``); combinations that were not run are NaN. List values are shown as text.
+    (``mean`` or ``max``); row combinations that never ran are left out, cells not run are
+    NaN. List values are shown as text.
     """
     if agg not in ("mean", "max"):
         raise ValueError(f"agg: expected mean or max, got {agg!r}")
@@ -314,7 +315,7 @@ def pivot_table(
     _require_columns(trials, [value], "value")
     frame = _hashable(trials.dropna(subset=[value]), [*rows, *cols])
     table = frame.pivot_table(
-        index=list(rows), columns=list(cols) or None, values=value, aggfunc=agg, dropna=False
+        index=list(rows), columns=list(cols) or None, values=value, aggfunc=agg, dropna=True
     )
     if isinstance(table, pd.Series):
         table = table.to_frame(value)

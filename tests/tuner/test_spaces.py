@@ -418,9 +418,9 @@ def test_cli_show_json_lists_every_trial_with_fixed_keys(capsys):
 
 
 def test_cli_show_json_of_a_sampled_space_gives_distributions(capsys):
-    assert main(["spaces", "show", "demo", "--json", "--num-samples", "3"]) == 0
+    assert main(["spaces", "show", "ms_classification_asha", "--json", "--num-samples", "3"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["distributions"]["lr"] == {"loguniform": [1e-4, 1e-3]}
+    assert shown["distributions"]["lr"] == {"loguniform": [5e-5, 1e-3]}
     assert shown["scheduler"]["num_samples"] == 3
 
 
