@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -84,21 +85,39 @@ def run_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, discover(args.data))
     if args.resume:
         trainer.load_state_dict(load_checkpoint(latest))
+        _truncate_log(out / "epochs.jsonl", trainer.global_epoch)
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True))
     with (out / "epochs.jsonl").open("a") as log:
         for record in trainer.run():
-            save_checkpoint(trainer.state_dict(), latest)
-            if record.is_best:
-                _save_best(trainer, record.to_dict(), out / "checkpoints", save_checkpoint)
+            # The log line goes first: a kill before the checkpoint re-runs the epoch, and the
+            # resume drops lines past the checkpoint, so each epoch is logged exactly once.
             line = json.dumps(record.to_dict())
             log.write(line + "\n")
             log.flush()
+            os.fsync(log.fileno())
+            save_checkpoint(trainer.state_dict(), latest)
+            if record.is_best:
+                _save_best(trainer, record.to_dict(), out / "checkpoints", save_checkpoint)
             print(line, flush=True)
     if not trainer.finished:
         raise EgotuneError("training stopped before its last epoch")
     return 0
+
+
+def _truncate_log(path: Path, last_epoch: int) -> None:
+    """Keep the log lines of the epochs the checkpoint holds (atomic rewrite)."""
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def _save_best(trainer: Any, record: dict[str, Any], folder: Path, save: Any) -> None:
