@@ -14,9 +14,14 @@ SYNTH_CLASSES = 4
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic GTEA61 (course layout, real defects) small enough for CPU training tests."""
-    root = tmp_path_factory.mktemp("gtea61") / "GTEA61"
-    synthesize(root, classes=SYNTH_CLASSES, videos_per_class=1, size=(96, 64), seed=3)
-    return root
+    summary = synthesize(
+        tmp_path_factory.mktemp("gtea61"),
+        classes=SYNTH_CLASSES,
+        videos_per_class=1,
+        size=(96, 64),
+        seed=3,
+    )
+    return summary.root
 
 
 def tiny_config_values(**overrides: object) -> dict[str, object]:
