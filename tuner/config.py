@@ -337,6 +337,8 @@ def _coerce(cfg: TrainConfig) -> None:
     setattr_ = object.__setattr__
     if isinstance(cfg.stage, int) and not isinstance(cfg.stage, bool):
         setattr_(cfg, "stage", str(cfg.stage))
+    if isinstance(cfg.bn_calibration, bool):  # YAML reads on/off as booleans
+        setattr_(cfg, "bn_calibration", "on" if cfg.bn_calibration else "off")
     for name in ("milestones", "train_users", "val_users"):
         value = getattr(cfg, name)
         if isinstance(value, list):

@@ -52,3 +52,8 @@ def test_flatten_joins_nested_keys_with_dots():
     flat = flatten_config(TrainConfig().to_dict())
     assert flat["alpha.ms"] == 1.0
     assert "stage1.lr" in flat
+
+
+def test_on_off_settings_survive_yaml_reading_them_as_booleans():
+    parsed = parse_overrides(["bn_calibration=off"])
+    assert TrainConfig().replace(**parsed).bn_calibration == "off"
