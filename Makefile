@@ -29,7 +29,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(PY) bench/model_stats.py
+	$(VENV)/bin/egotune bench all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

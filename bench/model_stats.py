@@ -1,6 +1,7 @@
 """Parameter counts and forward FLOPs of every registered model at the report's settings.
 
-Usage: ``.venv/bin/python bench/model_stats.py [--json]``
+Usage: ``egotune bench model_stats [--json] [--no-record]``
+(or ``.venv/bin/python bench/model_stats.py``)
 
 Each model is built with ``create_model(name)`` defaults (ResNet-34, 512-channel ConvLSTM,
 61 classes, 224 px) on the meta device, so nothing is allocated or computed. The parameter count
@@ -26,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # run as a script from any folder: the repository root holds the models package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._record import record
 from models import create_model, list_models
 
 FRAMES, SIZE, CLASSES, MEM, FLOW_CHANNELS = 7, 224, 61, 512, 10
@@ -181,9 +183,18 @@ def torchvision_resnet34_params() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not write bench/results or bench/RESULTS.md"
+    )
     args = parser.parse_args(argv)
     expected = expected_params()
     rows = [measure(label, name, kw, expected[label]) for label, name, kw in cases()]
+    if not args.no_record:
+        record(
+            "model_stats",
+            {r.name.replace(" ", ""): f"{r.gflops:.2f} GFLOPs/{r.params:,} params" for r in rows},
+            details={"models": [asdict(r) for r in rows]},
+        )
     if args.json:
         report = {
             "resnet34_formula": resnet34_trunk() + linear(512, 1000),
