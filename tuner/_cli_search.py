@@ -9,6 +9,7 @@ and runs the small ``demo`` space with ASHA on the CPU.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ def register(subparsers: Any) -> None:
     )
     search.add_argument("space", nargs="?", help="bundled space name or YAML file")
     search.add_argument("--data", type=Path, help="GTEA61 root folder")
-    _add_common_arguments(search)
     search.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     search.add_argument(
         "--resume",
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         metavar="EXP",
         help="continue experiment EXP (or --name) from its checkpoints",
     )
-    add_override_arguments(search)
+    add_search_arguments(search)
     search.set_defaults(handler=run_search_command)
 
     demo = subparsers.add_parser(
@@ -52,6 +52,12 @@ def register(subparsers: Any) -> None:
     _add_common_arguments(demo)
     demo.add_argument("--data", type=Path, help="where the synthetic dataset lives or is written")
     demo.set_defaults(handler=run_demo_command)
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``search`` and ``submit``: experiment, storage, retries, overrides."""
+    _add_common_arguments(parser)
+    add_override_arguments(parser)
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,11 +156,28 @@ def run_demo_command(args: argparse.Namespace) -> int:
 def _run_and_report(space: Any, options: Any) -> int:
     from tuner.search import run_search
 
+    _leave_job_working_dir(options)
     outcome = run_search(space, options)
     print_summary(outcome.experiment_dir, space)
     if outcome.dashboard_url:
         print(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
     return 1 if outcome.num_errors else 0
+
+
+def _leave_job_working_dir(options: Any) -> None:
+    """Inside a Ray job with a ``working_dir``, work from the storage folder instead.
+
+    Ray unpacks the job's working_dir under the node's ``runtime_resources`` and may delete it
+    once trial workers on other nodes release it, while the driver still stands in it (Tune
+    then fails in ``os.getcwd()`` when it collects the results). The space is already loaded
+    by now, and the paths are made absolute first.
+    """
+    if f"{os.sep}runtime_resources{os.sep}" not in os.getcwd():
+        return
+    options.data = options.data.resolve()
+    options.storage = options.storage.resolve()
+    options.storage.mkdir(parents=True, exist_ok=True)
+    os.chdir(options.storage)
 
 
 def print_summary(experiment_dir: Path, space: Any, top: int = 5) -> None:

@@ -43,12 +43,18 @@ def connect(
     dashboard_host: str = "127.0.0.1",
     include_dashboard: bool = True,
 ) -> RaySession:
-    """Start a local Ray (``address=None``) or join the cluster at ``address``."""
+    """Start a local Ray (``address=None``) or join the cluster at ``address``.
+
+    Inside a Ray job (``egotune submit``, ``ray job submit``) Ray sets ``RAY_ADDRESS``: the search
+    then joins the job's cluster instead of starting a local one.
+    """
     import ray
 
     if ray.is_initialized():
         context = ray.get_runtime_context()
         return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
     if address is not None and address != "auto":
         _check_reachable(address)
     if address is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ _COMMAND_MODULES = (
     "tuner._cli_train",
     "tuner._cli_spaces",
     "tuner._cli_search",
+    "tuner._cli_submit",
     "tuner._cli_results",
     "tuner._cli_bench",
 )
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "address", None):
+    if getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"):
         use_token_when_available()  # before anything imports ray
     handler = getattr(args, "handler", None)
     if handler is None:
