@@ -1,0 +1,246 @@
+"""Fault drills on real Ray: a trial killed mid-epoch, a killed driver resumed, a lost node.
+
+In each drill the search must finish and the Parquet tables must hold every epoch of every trial
+exactly once; for the killed trial, its metrics must equal an undisturbed run's (times aside).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+import torch
+import yaml
+
+from data_pipeline import discover
+from tests.conftest import tiny_config_values
+from tuner.config import TrainConfig
+from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.search import SearchOptions, run_search
+from tuner.spaces import parse_space
+
+TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
+METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
+
+
+def space_doc(epochs: int, lrs: list[float], **scheduler: object) -> dict:
+    return {
+        "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": epochs},
+        "grid": {"lr": lrs},
+        "scheduler": {"algorithm": "grid", **scheduler},
+        "resources": {"cpus": 1, "gpus": 0},
+    }
+
+
+def checkpoints(experiment: Path) -> list[Path]:
+    return sorted(experiment.glob("*/checkpoint_*"))
+
+
+def assert_each_epoch_once(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    assert set(trials["status"]) == {"TERMINATED"}, trials[["trial_id", "status"]]
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    for trial_id, group in epochs.groupby("trial_id"):
+        assert sorted(group["epoch"]) == list(range(1, len(group) + 1)), trial_id
+    return trials, epochs
+
+
+def trial_pids(experiment: Path) -> list[int]:
+    """Processes of the trials that have reported, from the ``pid`` of their latest result."""
+    pids = []
+    for result in sorted(experiment.glob("*/result.json")):
+        lines = result.read_text().splitlines()
+        if lines:
+            pids.append(int(json.loads(lines[-1])["pid"]))
+    return pids
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_for(condition, timeout: float = 300.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def raylet_pids(node) -> set[int]:
+    from ray._private import ray_constants
+
+    return {info.process.pid for info in node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]}
+
+
+# -- trial fault -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
+    """The same configuration run straight through by the engine, one thread like a trial."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(TrainConfig.from_dict(values), discover(root))
+        rows = [record.to_dict() for record in trainer.run()]
+    finally:
+        torch.set_num_threads(threads)
+    frame = pd.DataFrame(rows)
+    return frame[[name for name in METRICS if name in frame.columns]]
+
+
+def test_a_trial_killed_mid_epoch_resumes_from_its_checkpoint(local_ray, synthetic_root, tmp_path):
+    epochs = 4
+    experiment = tmp_path / "results" / "trialkill"
+    killed: dict[str, object] = {}
+
+    def kill_during_second_epoch() -> None:
+        wait_for(lambda: len(checkpoints(experiment)) == 1)  # epoch 1 reported and saved
+        [pid] = wait_for(lambda: trial_pids(experiment))
+        os.kill(pid, signal.SIGKILL)
+        killed.update(pid=pid, checkpoints_at_kill=len(checkpoints(experiment)))
+
+    killer = threading.Thread(target=kill_during_second_epoch, daemon=True)
+    killer.start()
+    outcome = run_search(
+        parse_space(space_doc(epochs, [1e-3]), source="trialkill.yaml", name="trialkill"),
+        SearchOptions(
+            data=synthetic_root, storage=tmp_path / "results", name="trialkill", verbose=0
+        ),
+    )
+    killer.join(timeout=10)
+    assert killed.get("checkpoints_at_kill") == 1, "the kill must land before epoch 2 is saved"
+    assert outcome.num_errors == 0
+
+    trials, rows = assert_each_epoch_once(experiment)
+    assert len(rows) == epochs
+    assert trials["num_failures"].tolist() == [1]  # retried once, from its checkpoint
+    reference = undisturbed_records(
+        synthetic_root, {**TINY, "model": "ego_rnn", "stage": 1, "epochs": epochs, "lr": 1e-3}
+    )
+    measured = rows.sort_values("epoch").reset_index(drop=True)[list(reference.columns)]
+    pd.testing.assert_frame_equal(
+        measured.astype(float), reference.astype(float), check_exact=False, rtol=1e-6
+    )
+
+
+# -- driver fault ------------------------------------------------------------------------------
+
+
+def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tmp_path):
+    rungs = {2, 4, 6}  # grace 2, reduction factor 2, max_t 6
+    space = tmp_path / "driverkill.yaml"
+    doc = space_doc(6, [3e-3, 1e-3, 3e-4, 1e-4])
+    doc["scheduler"] = {
+        "algorithm": "asha",
+        "metric": "val_acc",
+        "mode": "max",
+        "max_concurrent": 2,
+        "grace_period": 2,
+        "reduction_factor": 2,
+        "max_t": 6,
+    }
+    space.write_text(yaml.safe_dump(doc))
+    storage = tmp_path / "results"
+    experiment = storage / "driverkill"
+    command = [sys.executable, "-m", "tuner.cli", "search"]
+    first = subprocess.Popen(
+        [*command, str(space), "--data", str(synthetic_root), "--storage", str(storage),
+         "--name", "driverkill"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(checkpoints(experiment)) >= 5 or first.poll() is not None, every=0.2)
+        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
+        first.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 <pid>` would
+        first.wait(timeout=30)
+    finally:
+        time.sleep(1)
+        os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
+    before = (
+        pd.read_parquet(experiment / "epochs.parquet")
+        if (experiment / "epochs.parquet").exists()
+        else pd.DataFrame()
+    )
+
+    resumed = subprocess.run(
+        [*command, "--resume", "driverkill", "--storage", str(storage)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials, rows = assert_each_epoch_once(experiment)
+    assert len(trials) == 4
+    last_epochs = rows.groupby("trial_id")["epoch"].max()
+    assert set(last_epochs) <= rungs, last_epochs  # stopped only at a rung, counted by epoch
+    assert (last_epochs == 6).any()  # the best trial was never stopped
+    assert len(rows) == int(trials["epochs_run"].sum())
+    if len(before):  # what was written before the kill is still there, unchanged
+        merged = before.merge(rows, on=["trial_id", "epoch"], suffixes=("", "_after"))
+        assert len(merged) == len(before)
+        assert (merged["val_acc"] == merged["val_acc_after"]).all()
+
+
+# -- node loss ---------------------------------------------------------------------------------
+
+
+def test_trials_of_a_removed_node_finish_on_the_other_node(synthetic_root, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 0})
+    try:
+        nodes = [cluster.add_node(num_cpus=2), cluster.add_node(num_cpus=2)]
+        cluster.wait_for_nodes()
+        experiment = tmp_path / "results" / "nodeloss"
+        removed: dict[str, object] = {}
+
+        def remove_the_node_running_trials() -> None:
+            wait_for(lambda: len(checkpoints(experiment)) >= 1)
+            raylet = parent_pid(wait_for(lambda: trial_pids(experiment))[0])  # workers' parent
+            [node] = [n for n in nodes if raylet in raylet_pids(n)]
+            cluster.remove_node(node, allow_graceful=False)
+            removed.update(raylet=raylet)
+
+        remover = threading.Thread(target=remove_the_node_running_trials, daemon=True)
+        remover.start()
+        outcome = run_search(
+            parse_space(space_doc(4, [1e-3, 1e-4]), source="nodeloss.yaml", name="nodeloss"),
+            SearchOptions(
+                data=synthetic_root,
+                storage=tmp_path / "results",
+                name="nodeloss",
+                address=cluster.address,
+                verbose=0,
+            ),
+        )
+        remover.join(timeout=10)
+        assert removed, "no node was removed"
+        assert outcome.num_errors == 0
+        trials, rows = assert_each_epoch_once(experiment)
+        assert len(rows) == 2 * 4
+        assert trials["num_failures"].sum() >= 1
+        # the head has no CPUs and the removed node is gone: the retries ran on the survivor
+        alive_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+        assert sorted(alive_cpus) == [0, 2]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
