@@ -122,23 +122,42 @@ def _check_reachable(address: str) -> None:
 
 
 def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Refuse a per-trial request that no alive node can ever satisfy."""
-    import ray
+    """Refuse a per-trial request that no node can ever satisfy.
 
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    fitting = [
-        node
-        for node in nodes
-        if node["Resources"].get("CPU", 0) >= cpus_per_trial
-        and node["Resources"].get("GPU", 0) >= gpus_per_trial
-    ]
-    if fitting:
+    "Ever" includes the node types an autoscaler may still start (``ray up`` clusters and
+    KubeRay with ``min_workers: 0`` have no GPU node until a trial asks for one).
+    """
+    shapes = node_shapes()
+    if any(
+        shape.get("CPU", 0) >= cpus_per_trial and shape.get("GPU", 0) >= gpus_per_trial
+        for shape in shapes
+    ):
         return
-    most_cpu = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
-    most_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+    most_cpu = max((s.get("CPU", 0) for s in shapes), default=0)
+    most_gpu = max((s.get("GPU", 0) for s in shapes), default=0)
     flag = "--gpus-per-trial" if gpus_per_trial > most_gpu else "--cpus-per-trial"
     value = gpus_per_trial if flag == "--gpus-per-trial" else cpus_per_trial
     raise UsageError(
         f"{flag} {value:g}: no node of the cluster has that much (largest node: "
         f"{most_cpu:g} CPUs, {most_gpu:g} GPUs); lower the request or add a bigger node"
     )
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """Resources of each alive node and of each node type the autoscaler may add."""
+    import ray
+
+    shapes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # private API: without it, only the running nodes count
+        config = None
+    if config is not None:
+        shapes += [
+            {key: float(value) for key, value in group.resources.items()}
+            for group in config.node_group_configs
+            if group.max_count != 0
+        ]
+    return shapes

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ def default_storage() -> Path:
 
 def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     """Run (or resume) ``space`` on Ray Tune and return where its results are."""
+    _refuse_uri_storage(options.storage)
     storage = _prepare_storage(options.storage)
     name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment_dir = storage / name
@@ -140,6 +142,16 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
 
 
 # -- pre-flight ---------------------------------------------------------------------------------
+
+
+def _refuse_uri_storage(storage: Path) -> None:
+    """``s3://b/x`` parsed as a path becomes ``s3:/b/x``: a local folder named ``s3:``."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(storage)):
+        raise UsageError(
+            f"--storage {storage}: egotune writes results to a folder every node sees (NFS, a "
+            "mounted volume), not to a bucket URI; mount the bucket or sync the folder to it "
+            "(docs/cluster.md)"
+        )
 
 
 def _prepare_storage(storage: Path) -> Path:
@@ -192,7 +204,9 @@ def _run_prerequisites(
     done: dict[str, dict[tuple[tuple[str, Any], ...], str]] = {}
     for run in space.prerequisite_runs():
         config = _prerequisite_config(space, run, done)
-        path = _run_prerequisite(run.name, config, index, storage, fingerprint, options)
+        path = _run_prerequisite(
+            run.name, config, index, storage, fingerprint, options, trial_resources(space)
+        )
         done.setdefault(run.name, {})[run.match] = path
     return done
 
@@ -218,6 +232,7 @@ def _run_prerequisite(
     storage: Path,
     fingerprint: str,
     options: SearchOptions,
+    resources: Any,
 ) -> str:
     config = TrainConfig.from_dict(nest_config(flat_config))
     digest = hashlib.sha256(
@@ -231,7 +246,7 @@ def _run_prerequisite(
             print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
             return str(record["checkpoint"])
     print(f"prerequisite {name}: training {folder.name}", flush=True)
-    checkpoint = _train_prerequisite(config, index, folder, options)
+    checkpoint = _train_prerequisite(config, index, folder, options, resources)
     record = {
         "name": name,
         "config": config.to_dict(),
@@ -243,11 +258,16 @@ def _run_prerequisite(
 
 
 def _train_prerequisite(
-    config: TrainConfig, index: DatasetIndex, folder: Path, options: SearchOptions
+    config: TrainConfig,
+    index: DatasetIndex,
+    folder: Path,
+    options: SearchOptions,
+    resources: Any,
 ) -> str:
+    """Train one prerequisite run as a one-trial Tuner with the space's per-trial resources."""
     from ray import tune
 
-    trainable = tune.with_parameters(train_trial, index=index)
+    trainable = tune.with_resources(tune.with_parameters(train_trial, index=index), resources)
     run_dir = folder / "run"
     if tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)

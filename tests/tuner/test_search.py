@@ -126,3 +126,29 @@ def test_a_request_no_node_can_satisfy_fails_before_any_trial(local_ray, synthet
     with pytest.raises(EgotuneError, match="--gpus-per-trial 4"):
         run_search(space(doc), options(synthetic_root, tmp_path, "greedy"))
     assert not (tmp_path / "greedy").exists()
+
+
+def test_a_request_an_autoscaled_node_type_fits_is_accepted(local_ray, monkeypatch):
+    """``min_workers: 0`` GPU types have no node yet; their shape counts all the same."""
+    from ray._private.state import state
+    from ray.core.generated import autoscaler_pb2
+
+    from tuner._ray_session import check_trial_resources
+
+    with pytest.raises(EgotuneError, match=r"--gpus-per-trial 0\.5"):
+        check_trial_resources(1, 0.5)
+    config = autoscaler_pb2.ClusterConfig(
+        node_group_configs=[
+            autoscaler_pb2.NodeGroupConfig(resources={"CPU": 8, "GPU": 1}, max_count=4)
+        ]
+    )
+    monkeypatch.setattr(state, "get_cluster_config", lambda: config)
+    check_trial_resources(1, 0.5)
+    with pytest.raises(EgotuneError, match="--gpus-per-trial 2"):
+        check_trial_resources(1, 2)
+
+
+def test_a_bucket_uri_as_storage_is_refused(synthetic_root):
+    with pytest.raises(EgotuneError, match=r"--storage s3:/bucket/x: .*folder every node sees"):
+        run_search(space(grid_doc()), options(synthetic_root, Path("s3://bucket/x"), "uri"))
+    assert not Path("s3:").exists()
