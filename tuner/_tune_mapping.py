@@ -174,7 +174,11 @@ def build_scheduler(space: SearchSpace) -> Any:
 
 
 def optuna_storage_url(experiment_dir: str | Path) -> str:
-    """SQLite URL of the study in the experiment folder (``optuna-dashboard`` opens it live)."""
+    """SQLite URL of the study in the experiment folder (``optuna-dashboard`` opens it live).
+
+    The study is named after the experiment (the folder's name), so studies of two runs of the
+    same space stay apart when copied into one database.
+    """
     return f"sqlite:///{Path(experiment_dir).resolve() / OPTUNA_DB}"
 
 
@@ -204,7 +208,7 @@ def build_search_alg(space: SearchSpace, experiment_dir: str | Path) -> Any:
         ]
         or None,
         sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        study_name=space.name,
+        study_name=Path(experiment_dir).name,
         storage=optuna.storages.RDBStorage(optuna_storage_url(experiment_dir)),
     )
     if settings.max_concurrent:
