@@ -150,11 +150,13 @@ class ParquetResultsCallback(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self._record_start(trial)
+        self._recover_rows(trial)
 
     def on_trial_restore(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self._record_start(trial)
+        self._recover_rows(trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -272,6 +274,27 @@ class ParquetResultsCallback(Callback):
             values = {**self._hyperparameters(trial), **values}
         table.update(trial.trial_id, values)
 
+    def _recover_rows(self, trial: Trial) -> None:
+        """Rows a restarting trial reported before its checkpoint but this table never got.
+
+        A driver killed between receiving results and flushing them loses those rows, while
+        the trial resumes after them; the checkpoint's history (``HISTORY_FILE``) has them.
+        """
+        checkpoint = getattr(trial, "checkpoint", None)
+        if checkpoint is None:
+            return
+        history = _checkpoint_history(checkpoint)
+        if not history:
+            return
+        epochs, _ = self._open()
+        for result in history:
+            row = epoch_row(trial.trial_id, result)
+            if _is_number(row.get("epoch")) and float(row["epoch"]).is_integer():
+                row["epoch"] = int(row["epoch"])
+                if epochs.add(row):
+                    self._update_summary(trial, row, result)
+        epochs.flush()
+
     def _update_summary(self, trial: Trial, row: Mapping[str, Any], result: Mapping) -> None:
         _, table = self._open()
         current = table.get(trial.trial_id)
@@ -318,6 +341,21 @@ def _is_number(value: Any) -> bool:
 def _iteration_seconds(result: Mapping[str, Any]) -> float:
     seconds = result.get("time_this_iter_s", result.get("seconds"))
     return float(seconds) if _is_number(seconds) else 0.0
+
+
+def _checkpoint_history(checkpoint: Any) -> list[dict[str, Any]]:
+    """The metrics rows stored with a trial checkpoint (empty when it has none)."""
+    import json
+
+    from tuner.trainable import HISTORY_FILE
+
+    path = os.path.join(checkpoint.path, HISTORY_FILE)
+    try:
+        with checkpoint.filesystem.open_input_stream(path) as stream:
+            rows = json.loads(stream.read())
+    except (OSError, ValueError):
+        return []
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def _checkpoint_uri(checkpoint: Any) -> str:

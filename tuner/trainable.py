@@ -7,7 +7,9 @@ consistent after trial retries and resumed searches.
 
 Each report carries a checkpoint of the full engine state; ``checkpoint_score`` is the validation
 accuracy in the run's final stage (and -1 before it), so Tune's checkpoint manager keeps the best
-final-stage checkpoint next to the latest one.
+final-stage checkpoint next to the latest one. The checkpoint also holds every metrics row the
+trial has reported (``history.json``): when a driver dies before writing rows it had received,
+the resumed search recovers them from the checkpoint its trials restart from.
 
 For the Ray dashboard, each trial's actor is named after its trial (``egotune:<trial name>``, where
 Ray shows the actor's name) and exports gauges through ``ray.util.metrics`` tagged by experiment
@@ -17,6 +19,7 @@ and trial: ``egotune_val_acc``, ``egotune_epoch``, ``egotune_clips_per_s`` and, 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -30,9 +33,17 @@ from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.config import TrainConfig
 from tuner.engine import Trainer
 
-__all__ = ["ACTOR_NAME_PREFIX", "CHECKPOINT_SCORE", "METRIC_NAMES", "STATE_FILE", "train_trial"]
+__all__ = [
+    "ACTOR_NAME_PREFIX",
+    "CHECKPOINT_SCORE",
+    "HISTORY_FILE",
+    "METRIC_NAMES",
+    "STATE_FILE",
+    "train_trial",
+]
 
 STATE_FILE = "state.pt"
+HISTORY_FILE = "history.json"
 CHECKPOINT_SCORE = "checkpoint_score"
 ACTOR_NAME_PREFIX = "egotune:"
 METRIC_NAMES = (
@@ -64,9 +75,11 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex) -> None:
 
     trainer = Trainer(TrainConfig.from_dict(resolve_trial_config(config)), index)
     checkpoint = tune.get_checkpoint()
+    history: list[dict[str, Any]] = []
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trainer.load_state_dict(load_checkpoint(Path(folder) / STATE_FILE))
+            history = _read_history(Path(folder))
     final_stage = trainer.stages[-1]
     context = tune.get_context()
     tags = {"experiment": context.get_experiment_name(), "trial": context.get_trial_name()}
@@ -75,13 +88,20 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex) -> None:
             metrics = record.to_dict()
             metrics[CHECKPOINT_SCORE] = record.val_acc if record.stage == final_stage else -1.0
             _export_metrics(metrics, tags, trainer.device)
+            history.append(metrics)
             with tempfile.TemporaryDirectory(prefix="egotune-ckpt-") as folder:
                 save_checkpoint(trainer.state_dict(), Path(folder) / STATE_FILE)
+                (Path(folder) / HISTORY_FILE).write_text(json.dumps(history))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
     except FloatingPointError as exc:
         # A diverged configuration diverges again from its checkpoint (runs are exactly
         # reproducible), so a retry would only waste the slot: end the trial with what it has.
         print(f"trial stopped: {exc}", flush=True)
+
+
+def _read_history(folder: Path) -> list[dict[str, Any]]:
+    path = folder / HISTORY_FILE
+    return list(json.loads(path.read_text())) if path.is_file() else []
 
 
 train_trial.__mixins__ = (TrialActorName,)  # type: ignore[attr-defined]
