@@ -574,7 +574,8 @@ def _parse_set_values(values: Iterable[str] | Mapping[str, Any]) -> dict[str, An
             hint = difflib.get_close_matches(key, list(_KEY_KINDS), n=1)
             suffix = f" (did you mean {hint[0]}?)" if hint else ""
             raise SpaceError(f"--set {key}", "", "unknown key" + suffix)
-    return flat
+    # Checked here so that a bad value names the flag rather than the file it is merged into.
+    return {key: _normalize_value(f"--set {key}", "", key, value) for key, value in flat.items()}
 
 
 def _apply_set_values(doc: dict[str, Any], values: Mapping[str, Any]) -> None:
@@ -1127,6 +1128,7 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
     except yaml.YAMLError as exc:
         raise SpaceError(source, "", f"not valid YAML: {yaml_error_text(exc)}") from None
     except UnicodeDecodeError as exc:
-        message = f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        line = exc.object[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text (line {line}); save it as UTF-8"
         raise SpaceError(source, "", message) from None
     return parse_space(document, source=source, name=path.stem)
