@@ -242,7 +242,7 @@ def test_the_frames_of_a_dataset_are_decoded_once_per_version(tree, tmp_path, no
     storage = tmp_path / "r"
     main(["search", "demo", "--data", str(tree.root), "--storage", str(storage)])
     (record,) = (storage / "_dataset_checks").iterdir()
-    kind, culprit = _truncated_image(tree)  # a new version of the dataset: checked again
+    _, culprit = _truncated_image(tree)  # a new version of the dataset: checked again
     capsys.readouterr()
     assert main(["search", "demo", "--data", str(tree.root), "--storage", str(storage)]) == 1
     assert str(culprit) in error_line(capsys.readouterr().err)

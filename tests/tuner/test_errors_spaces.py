@@ -4,7 +4,6 @@ stderr naming the file (with the line for broken YAML) and the key, exit status 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -21,50 +20,126 @@ prerequisites:
     config: {model: ego_rnn, stage: 1}
 """
 
-# name -> (file content, the key the message names, the rest of the message)
-BAD_FILES = {
-    "unknown top-level key": ("fixd: {model: ego_rnn}\n", "fixd", "unknown key (did you mean fixed?)"),
-    "unknown key": (TINY + "grid: {lrr: [0.1, 0.01]}\n", "grid.lrr", "unknown key (did you mean lr?)"),
-    "wrong type": ("fixed: {model: ego_rnn, frames: seven}\n", "fixed.frames", "expected int, got 'seven'"),
-    "wrong list type": ("fixed: {model: ego_rnn, milestones: 30}\n", "fixed.milestones",
-                        "expected a list of integers, got 30"),
-    "empty grid list": (TINY + "grid: {lr: []}\n", "grid.lr", "expected a non-empty list of values"),
-    "unknown model": ("fixed: {model: ego_rnn2}\n", "fixed.model", "unknown model 'ego_rnn2'"),
-    "unknown scheduler": (TINY + "scheduler: {algorithm: hyperband}\n", "scheduler.algorithm",
-                          "unknown scheduler 'hyperband' (known: grid, random, asha"),
-    "unknown metric": (SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, metric: accuracy}\n",
-                       "scheduler.metric", "'accuracy' is not reported (known: val_acc"),
-    "misspelt metric": (SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, metric: val_accc}\n",
-                        "scheduler.metric", "'val_accc' is not reported (did you mean val_acc?)"),
-    "loss maximised": (SAMPLED + "scheduler: {algorithm: random, num_samples: 2, metric: val_loss}\n",
-                       "scheduler.mode", "max contradicts metric val_loss; use mode: min"),
-    "asha grace beyond max_t": (SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, max_t: 3, "
-                                "grace_period: 5}\n", "scheduler.grace_period",
-                                "5 is larger than max_t 3"),
-    "asha setting under grid": (TINY + "scheduler: {algorithm: grid, grace_period: 2}\n",
-                                "scheduler.grace_period", "only used by asha, not grid"),
-    "optuna with grid axes": (TINY + "grid: {gamma: [0.1, 0.5]}\n"
-                              "sample: {lr: {loguniform: [1.0e-4, 1.0e-2]}}\n"
-                              "scheduler: {algorithm: optuna, num_samples: 2}\n",
-                              "grid.gamma", "optuna samples every searched key; use choice"),
-    "grid with samples": (SAMPLED, "sample.lr", "the grid algorithm cannot sample"),
-    "sampling without num_samples": (SAMPLED + "scheduler: {algorithm: random}\n",
-                                     "scheduler.num_samples", "required when keys are sampled"),
-    "init_checkpoint with stage both": ("fixed: {model: ego_rnn, stage: both, "
-                                        "init_checkpoint: /x.pt}\n", "",
-                                        "init_checkpoint: not used with stage=both"),
-    "unknown prerequisite": (PREREQUISITE, "prerequisites.stage1.requires",
-                             "unknown prerequisite 'stage0'"),
-    "not a mapping": ("- model: ego_rnn\n", "", "expected a mapping at the top of the file"),
-    "broken flow list": ("fixed:\n  model: ego_rnn\n  milestones: [30, 70\ngrid: {lr: [0.1]}\n",
-                         "", "not valid YAML: line 4, column 5: expected ',' or ']', but got ':' "
-                         "(while parsing a flow sequence that starts at line 3, column 15)"),
-    "tab indentation": ("fixed:\n\tmodel: ego_rnn\n", "",
-                        "not valid YAML: line 2, column 1: found character '\\t' that cannot "
-                        "start any token"),
-    "python tag": ("fixed: !!python/object/apply:os.system ['true']\n", "",
-                   "not valid YAML: line 1, column 8: could not determine a constructor"),
-}  # fmt: skip
+BAD_FILES = [  # (file content, the key the message names, the rest of the message)
+    pytest.param(
+        "fixd: {model: ego_rnn}\n",
+        "fixd",
+        "unknown key (did you mean fixed?)",
+        id="unknown top-level key",
+    ),
+    pytest.param(
+        TINY + "grid: {lrr: [0.1, 0.01]}\n",
+        "grid.lrr",
+        "unknown key (did you mean lr?)",
+        id="unknown key",
+    ),
+    pytest.param(
+        "fixed: {model: ego_rnn, frames: seven}\n",
+        "fixed.frames",
+        "expected int, got 'seven'",
+        id="wrong type",
+    ),
+    pytest.param(
+        "fixed: {model: ego_rnn, milestones: 30}\n",
+        "fixed.milestones",
+        "expected a list of integers, got 30",
+        id="wrong list type",
+    ),
+    pytest.param(
+        TINY + "grid: {lr: []}\n",
+        "grid.lr",
+        "expected a non-empty list of values",
+        id="empty grid list",
+    ),
+    pytest.param(
+        "fixed: {model: ego_rnn2}\n", "fixed.model", "unknown model 'ego_rnn2'", id="unknown model"
+    ),
+    pytest.param(
+        TINY + "scheduler: {algorithm: hyperband}\n",
+        "scheduler.algorithm",
+        "unknown scheduler 'hyperband' (known: grid, random, asha",
+        id="unknown scheduler",
+    ),
+    pytest.param(
+        SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, metric: accuracy}\n",
+        "scheduler.metric",
+        "'accuracy' is not reported (known: val_acc",
+        id="unknown metric",
+    ),
+    pytest.param(
+        SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, metric: val_accc}\n",
+        "scheduler.metric",
+        "'val_accc' is not reported (did you mean val_acc?)",
+        id="misspelt metric",
+    ),
+    pytest.param(
+        SAMPLED + "scheduler: {algorithm: random, num_samples: 2, metric: val_loss}\n",
+        "scheduler.mode",
+        "max contradicts metric val_loss; use mode: min",
+        id="loss maximised",
+    ),
+    pytest.param(
+        SAMPLED + "scheduler: {algorithm: asha, num_samples: 2, max_t: 3, grace_period: 5}\n",
+        "scheduler.grace_period",
+        "5 is larger than max_t 3",
+        id="asha grace beyond max_t",
+    ),
+    pytest.param(
+        TINY + "scheduler: {algorithm: grid, grace_period: 2}\n",
+        "scheduler.grace_period",
+        "only used by asha, not grid",
+        id="asha setting under grid",
+    ),
+    pytest.param(
+        TINY + "grid: {gamma: [0.1, 0.5]}\n"
+        "sample: {lr: {loguniform: [1.0e-4, 1.0e-2]}}\n"
+        "scheduler: {algorithm: optuna, num_samples: 2}\n",
+        "grid.gamma",
+        "optuna samples every searched key; use choice",
+        id="optuna with grid axes",
+    ),
+    pytest.param(SAMPLED, "sample.lr", "the grid algorithm cannot sample", id="grid with samples"),
+    pytest.param(
+        SAMPLED + "scheduler: {algorithm: random}\n",
+        "scheduler.num_samples",
+        "required when keys are sampled",
+        id="sampling without num_samples",
+    ),
+    pytest.param(
+        "fixed: {model: ego_rnn, stage: both, init_checkpoint: /x.pt}\n",
+        "",
+        "init_checkpoint: not used with stage=both",
+        id="init_checkpoint with stage both",
+    ),
+    pytest.param(
+        PREREQUISITE,
+        "prerequisites.stage1.requires",
+        "unknown prerequisite 'stage0'",
+        id="unknown prerequisite",
+    ),
+    pytest.param(
+        "- model: ego_rnn\n", "", "expected a mapping at the top of the file", id="not a mapping"
+    ),
+    pytest.param(
+        "fixed:\n  model: ego_rnn\n  milestones: [30, 70\ngrid: {lr: [0.1]}\n",
+        "",
+        "not valid YAML: line 4, column 5: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence that starts at line 3, column 15)",
+        id="broken flow list",
+    ),
+    pytest.param(
+        "fixed:\n\tmodel: ego_rnn\n",
+        "",
+        "not valid YAML: line 2, column 1: found character '\\t' that cannot start any token",
+        id="tab indentation",
+    ),
+    pytest.param(
+        "fixed: !!python/object/apply:os.system ['true']\n",
+        "",
+        "not valid YAML: line 1, column 8: could not determine a constructor",
+        id="python tag",
+    ),
+]
 
 
 def error_line(err: str) -> str:
@@ -83,9 +158,10 @@ def no_search(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tuner.search.run_search", run_search)
 
 
-@pytest.mark.parametrize("case", BAD_FILES)
-def test_a_bad_space_file_is_one_line_naming_file_and_key(case, tmp_path, no_search, capsys):
-    text, key, message = BAD_FILES[case]
+@pytest.mark.parametrize(("text", "key", "message"), BAD_FILES)
+def test_a_bad_space_file_is_one_line_naming_file_and_key(
+    text, key, message, tmp_path, no_search, capsys
+):
     path = tmp_path / "space.yaml"
     path.write_text(text)
     expected = f"egotune: error: {path}: {key}: {message}" if key else f"{path}: {message}"
