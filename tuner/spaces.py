@@ -1043,7 +1043,8 @@ def _validate_trials(space: SearchSpace) -> int:
     for cell in space.expand():
         for trial in _trial_variants(space, cell):
             shown = {k: trial[k] for k in varying if k in trial}
-            config = _check_config(space.source, {**trial, **provided}, f"trial {_describe(shown)}")
+            context = f"trial {_describe(shown)}" if shown else "every trial"
+            config = _check_config(space.source, {**trial, **provided}, context)
             max_epochs = max(
                 max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
             )
