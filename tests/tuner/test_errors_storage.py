@@ -150,13 +150,15 @@ def test_the_readers_skip_a_truncated_part_with_a_warning(damaged):
 
 
 def test_a_truncated_trials_table_is_reported_and_read_as_empty(damaged, capsys):
-    storage, _ = damaged
+    storage, part = damaged
     table = storage / "grid" / TRIALS_FILE
     data = table.read_bytes()
     table.write_bytes(data[: len(data) // 2])
     with pytest.warns(UserWarning, match=f"skipping unreadable Parquet file {table}"):
         assert read_trials(storage / "grid").empty
-    with pytest.warns(UserWarning, match=f"skipping unreadable Parquet file {table}"):
+    with pytest.warns(UserWarning) as caught:
         assert main(["results", "list", "--storage", str(storage)]) == 0
     assert "grid" in capsys.readouterr().out
+    named = {str(warning.message).split(": ")[0] for warning in caught}
+    assert named == {f"skipping unreadable Parquet file {path}" for path in (table, part)}
     assert table.read_bytes() == data[: len(data) // 2]  # reported, never rewritten
