@@ -46,11 +46,11 @@ def connect(
     """Start a local Ray (``address=None``) or join the cluster at ``address``."""
     import ray
 
-    if address is not None and address != "auto":
-        _check_reachable(address)  # also when this process already holds a Ray connection
     if ray.is_initialized():
         context = ray.get_runtime_context()
         return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
+    if address is not None and address != "auto":
+        _check_reachable(address)
     if address is not None:
         use_token_when_available()
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
