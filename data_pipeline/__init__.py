@@ -4,13 +4,14 @@
   ``flow_y_processed/``, PNG, motion maps) and the original Ego-RNN release (``frames/``,
   ``flow_x/``, ``flow_y/``, JPEG), at ``ROOT`` or ``ROOT/GTEA61``, detected automatically.
 * :func:`discover` indexes a dataset for loading; :func:`check_dataset` lists every problem and
-  :func:`fix_dataset` repairs the repairable ones (``egotune data check``).
+  :func:`fix_dataset` repairs the repairable ones (``egotune data check``); :func:`verify_frames`
+  decodes every frame of an index (a search's pre-flight check).
 * :class:`ClipDataset` turns videos into RGB clips, flow stacks, motion-map targets and static
   clips with the Ego-RNN sampling and transforms, reproducibly per ``(seed, epoch, index)``.
 * :func:`synthesize` writes a small synthetic GTEA61 (``egotune data synth``).
 """
 
-from data_pipeline._check import CheckReport, check_dataset, discover
+from data_pipeline._check import CheckReport, check_dataset, discover, verify_frames
 from data_pipeline._classes import GTEA61_CLASSES, choose_classes
 from data_pipeline._dataset import MODALITIES, ClipDataset
 from data_pipeline._decode import FrameDecoder, PILFrameDecoder
@@ -79,4 +80,5 @@ __all__ = [
     "rgb_frame_numbers",
     "split_by_user",
     "synthesize",
+    "verify_frames",
 ]

@@ -19,10 +19,10 @@ from typing import Any
 
 from PIL import Image
 
-from data_pipeline._index import DatasetError, DatasetIndex, DatasetWarning
-from data_pipeline._scan import FatalProblem, Problem, ScanResult, scan
+from data_pipeline._index import DatasetError, DatasetIndex, DatasetWarning, Video
+from data_pipeline._scan import FatalProblem, Problem, scan
 
-__all__ = ["CheckReport", "check_dataset", "discover"]
+__all__ = ["CheckReport", "check_dataset", "discover", "verify_frames"]
 
 _DECODE_CHUNK = 128
 
@@ -124,14 +124,14 @@ def _existing_dir(root: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _fatal_message(result: ScanResult) -> str:
-    shown = result.fatal[:5]
-    lines = [f"  {f.kind}: {f.path}: {f.message}" for f in shown]
-    more = len(result.fatal) - len(shown)
-    if more:
-        lines.append(f"  ... and {more} more")
-    head = f"{result.root}: {len(result.fatal)} fatal dataset problem(s)"
-    return "\n".join([head, *lines, f"run `egotune data check {result.root}` for the full list"])
+def _fatal_message(root: Path, fatal: Sequence[FatalProblem]) -> str:
+    """One line: how many, the first problem with its path, and the command listing them all."""
+    first = fatal[0]
+    more = f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""
+    return (
+        f"{root}: {len(fatal)} fatal dataset problem(s), first {first.kind}: {first.path}: "
+        f"{first.message}{more}; fix it by hand, `egotune data check {root}` lists them all"
+    )
 
 
 def discover(root: str | os.PathLike[str]) -> DatasetIndex:
@@ -142,7 +142,7 @@ def discover(root: str | os.PathLike[str]) -> DatasetIndex:
     """
     result = scan(_existing_dir(root))
     if result.fatal:
-        raise DatasetError(_fatal_message(result))
+        raise DatasetError(_fatal_message(result.root, result.fatal))
     assert result.layout is not None
     if result.problems:
         kinds = Counter(p.kind for p in result.problems)
@@ -154,3 +154,21 @@ def discover(root: str | os.PathLike[str]) -> DatasetIndex:
             stacklevel=2,
         )
     return DatasetIndex(result.dataset_dir, result.layout.name, result.videos, result.class_names)
+
+
+def verify_frames(index: DatasetIndex, workers: int | None = None) -> None:
+    """Decode every frame file of ``index`` fully, as ``check_dataset`` does.
+
+    :func:`discover` does not decode (it runs at every training start), so a truncated PNG would
+    only fail once a trial reads it; a search calls this first. Raises :class:`DatasetError`
+    naming the first undecodable file.
+    """
+    paths = [path for video in index.videos for path in _frame_files(video)]
+    fatal = _undecodable(paths, workers)
+    if fatal:
+        raise DatasetError(_fatal_message(index.root, fatal))
+
+
+def _frame_files(video: Video) -> tuple[Path, ...]:
+    # A borrowed motion map appears more than once; decode it once.
+    return (*video.rgb, *video.flow_x, *video.flow_y, *dict.fromkeys(video.mmaps))

@@ -70,7 +70,21 @@ def _check(args: argparse.Namespace) -> int:
             print(f"repaired {len(repaired)} problem(s)", file=sys.stderr)
     else:
         print(_format_report(report, repaired))
-    return 1 if report.fatal else 0
+    if report.fatal:
+        _print_fatal_summary(report)
+        return 1
+    return 0
+
+
+def _print_fatal_summary(report: CheckReport) -> None:
+    """One line on stderr, also with ``--json``, so a script sees why the exit status is 1."""
+    first = report.fatal[0]
+    more = f" (and {len(report.fatal) - 1} more)" if len(report.fatal) > 1 else ""
+    print(
+        f"egotune: error: {report.root}: {len(report.fatal)} fatal problem(s), first "
+        f"{first.kind}: {first.path}: {first.message}{more}; fix them by hand and check again",
+        file=sys.stderr,
+    )
 
 
 def _format_report(report: CheckReport, repaired: list[Problem] | None) -> str:

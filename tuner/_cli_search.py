@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner._cli_spaces import add_override_arguments, apply_override_arguments
-from tuner.errors import UsageError
+from tuner.errors import EgotuneError, UsageError
 
 __all__ = ["print_summary", "register"]
 
@@ -115,10 +115,15 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
     folder = storage / name
     try:
         metadata = read_experiment_metadata(folder)
-    except (FileNotFoundError, OSError, ValueError):
+    except FileNotFoundError:
         raise UsageError(
-            f"--resume {name}: no experiment at {folder}; check --storage "
-            "(egotune results list shows the experiments)"
+            f"--resume {name}: no experiment at {folder}; {_known_experiments(storage)}; "
+            "check the name and --storage"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise EgotuneError(
+            f"--resume {name}: {folder}/experiment.json is unreadable ({exc}); restore it from a "
+            "backup or start a new experiment"
         ) from None
     recorded_space = metadata["space"]
     space = parse_space(
@@ -131,6 +136,18 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
     if data is None:
         raise UsageError(f"--data: {folder} does not record its dataset; pass --data")
     return space, data
+
+
+def _known_experiments(storage: Path) -> str:
+    """The experiments ``--resume`` could continue in ``storage``, for its error message."""
+    from tuner.experiment import METADATA_FILE
+
+    if not storage.is_dir():
+        return f"{storage} does not exist"
+    names = sorted(p.name for p in storage.iterdir() if (p / METADATA_FILE).is_file())
+    if not names:
+        return f"{storage} holds no experiments"
+    return f"experiments in {storage}: {', '.join(names)}"
 
 
 def run_demo_command(args: argparse.Namespace) -> int:

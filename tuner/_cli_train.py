@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from data_pipeline import discover
+    from data_pipeline import discover, verify_frames
     from tuner.checkpoint import load_checkpoint, save_checkpoint
     from tuner.engine import Trainer
 
@@ -82,7 +84,11 @@ def run_train(args: argparse.Namespace) -> int:
             f"--out {out}: already holds a run; "
             "pass --resume to continue it or choose another folder"
         )
-    trainer = Trainer(config, discover(args.data))
+    _check_writable(out)
+    index = discover(args.data)
+    verify_frames(index)  # a truncated frame would otherwise stop the run at its first epoch
+    _note_unused_users(index.users, config)
+    trainer = Trainer(config, index)
     if args.resume:
         trainer.load_state_dict(load_checkpoint(latest))
         _truncate_log(out / "epochs.jsonl", trainer.global_epoch)
@@ -104,6 +110,28 @@ def run_train(args: argparse.Namespace) -> int:
     if not trainer.finished:
         raise EgotuneError("training stopped before its last epoch")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and write a probe file in it, so a bad ``--out`` fails before training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".egotune-write-test-") as probe:
+            probe.write(b"egotune")
+            probe.flush()
+    except OSError as exc:
+        raise UsageError(
+            f"--out {out}: not writable ({exc.strerror or exc}); choose another folder"
+        ) from None
+
+
+def _note_unused_users(users: tuple[str, ...], config: TrainConfig) -> None:
+    unused = [u for u in users if u not in (*config.train_users, *config.val_users)]
+    if unused:
+        print(
+            f"egotune: note: {', '.join(unused)} in neither train_users nor val_users: not used",
+            file=sys.stderr,
+        )
 
 
 def _truncate_log(path: Path, last_epoch: int) -> None:

@@ -9,6 +9,7 @@ untrusted storage cannot run code; a file that is not a readable egotune checkpo
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -60,14 +61,41 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{source}: checkpoint not found")
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise _corrupt(source, exc) from None
         raise CheckpointError(
-            f"{source}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
-            "the file is corrupt or truncated - restore it or start a new run in another folder"
+            f"{source}: refused to load: it holds pickled objects other than tensors and plain "
+            f"values ({_unpickling_detail(exc)}); use a checkpoint that egotune wrote"
         ) from None
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise _corrupt(source, exc) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: not an egotune checkpoint ({CHECKPOINT_FORMAT})")
     return state
+
+
+def _corrupt(source: Path, exc: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"{source}: cannot read checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
+        "the file is corrupt or truncated - restore it or start a new run in another folder"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), repr(exc))
+
+
+def _unpickling_detail(exc: pickle.UnpicklingError) -> str:
+    """The line of torch's ``weights_only`` refusal that names the blocked object.
+
+    torch's message also suggests ``weights_only=False``, which is exactly what must not be done
+    with a file of unknown origin, so only the blocked object is kept.
+    """
+    for line in str(exc).splitlines():
+        if "GLOBAL" in line or "global" in line:
+            return line.strip().rstrip(".")
+    return _first_line(exc)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -11,6 +11,7 @@ This module does not import ray or torch.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ __all__ = [
     "flatten_config",
     "parse_overrides",
     "report_defaults",
+    "yaml_error_text",
 ]
 
 MODEL_NAMES = (
@@ -178,7 +180,7 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         for key, value in values.items():
             if key not in names:
-                raise ValueError(f"{key}: unknown key (known keys: {', '.join(sorted(names))})")
+                raise ValueError(f"{key}: unknown key ({_known_keys_hint(key, names)})")
             if key == "stage1":
                 kwargs[key] = _nested(StageSettings, value, "stage1")
             elif key == "alpha":
@@ -279,7 +281,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ValueError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+            problem = yaml_error_text(exc, with_position=False)
+            raise ValueError(f"--set {key}: cannot parse value {raw!r}: {problem}") from None
         if isinstance(value, str) and _looks_numeric(value):
             value = float(value)  # YAML 1.1 reads "1e-4" as a string
         target = result
@@ -292,7 +295,40 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return result
 
 
+def yaml_error_text(exc: yaml.YAMLError, *, with_position: bool = True) -> str:
+    """A PyYAML error on one line, e.g. ``line 4, column 5: expected ',' or ']', but got ':'
+    (while parsing a flow sequence that starts at line 3, column 10)``.
+
+    PyYAML's own message spans several lines and quotes the source; error messages here are one
+    line, so only the positions (1-based) and the problem are kept.
+    """
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    text = str(problem)
+    if context:
+        started = f" that starts at {_position(context_mark)}" if context_mark else ""
+        text += f" ({context}{started})" if with_position else f" ({context})"
+    if with_position and mark is not None:
+        return f"{_position(mark)}: {text}"
+    return text
+
+
+def _position(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
 # -- validation helpers ---------------------------------------------------------------------
+
+
+def _known_keys_hint(key: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(names), n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    return f"known keys: {', '.join(sorted(names))}"
 
 
 def _is_number(value: Any) -> bool:
@@ -317,7 +353,7 @@ def _nested(cls: type, value: Any, name: str) -> Any:
     known = {f.name for f in fields(cls)}
     for key in value:
         if key not in known:
-            raise ValueError(f"{name}.{key}: unknown key (known keys: {', '.join(sorted(known))})")
+            raise ValueError(f"{name}.{key}: unknown key ({_known_keys_hint(key, known)})")
     try:
         return cls(**{k: _coerce_number(v) for k, v in value.items()})
     except ValueError as exc:

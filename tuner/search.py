@@ -2,9 +2,10 @@
 
 ``run_search`` does, in order:
 
-1. pre-flight checks that fail in seconds with one line naming the flag: the dataset folder, a
-   writable storage, an experiment folder that is new (or restorable with ``--resume``), a
-   reachable cluster, and a per-trial resource request that fits some node;
+1. pre-flight checks that fail in seconds with one line naming the flag: a writable storage with
+   free space, an experiment folder that is new (or restorable with ``--resume``), the dataset
+   (structure, every frame decodable, the users the trials split on), a reachable cluster, and a
+   per-trial resource request that fits some node;
 2. the space's prerequisite runs (e.g. the stage-1 model a stage-2 grid starts from), each
    executed once and reused by every trial and by later searches with the same configuration
    and dataset fingerprint (``<storage>/_prerequisites/``);
@@ -18,15 +19,22 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from data_pipeline import DatasetIndex, dataset_fingerprint, discover
+from data_pipeline import (
+    DatasetIndex,
+    dataset_fingerprint,
+    discover,
+    split_by_user,
+    verify_frames,
+)
 from tuner._ray_session import check_trial_resources, connect
 from tuner._tune_mapping import (
     build_param_space,
@@ -41,7 +49,9 @@ from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
 from tuner.trainable import CHECKPOINT_SCORE, STATE_FILE, train_trial
 
 __all__ = [
+    "DATASET_CHECKS_DIR",
     "DEFAULT_MAX_FAILURES",
+    "MIN_FREE_BYTES",
     "PREREQUISITES_DIR",
     "SearchOptions",
     "SearchOutcome",
@@ -51,6 +61,10 @@ __all__ = [
 
 DEFAULT_MAX_FAILURES = 3
 PREREQUISITES_DIR = "_prerequisites"
+DATASET_CHECKS_DIR = "_dataset_checks"
+"""``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
+MIN_FREE_BYTES = 1 << 30
+"""Free space ``--storage`` must have when a search starts."""
 STORAGE_ENV = "EGOTUNE_STORAGE"
 # Keys a prerequisite run takes from the trials when its own config does not set them: they
 # decide weight shapes or where and how the run executes, so a mismatch could not be loaded.
@@ -112,7 +126,7 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment_dir = storage / name
     _check_experiment_dir(experiment_dir, resume=options.resume)
-    index = _load_index(options.data)
+    index = _load_index(options.data, storage, space)
     session = connect(options.address, num_cpus=options.num_cpus)
     if session.dashboard_url:
         print(f"Ray dashboard: {session.dashboard_url}", flush=True)
@@ -158,13 +172,22 @@ def _prepare_storage(storage: Path) -> Path:
     storage = storage.expanduser().resolve()
     try:
         storage.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=storage, prefix=".egotune-write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".egotune-write-test-") as probe:
+            probe.write(b"egotune")  # an empty file can still be created on a full disk
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as exc:
         raise UsageError(
             f"--storage {storage}: not writable ({exc.strerror or exc}); "
             f"choose another folder or set ${STORAGE_ENV}"
         ) from None
+    free = shutil.disk_usage(storage).free
+    if free < MIN_FREE_BYTES:
+        raise UsageError(
+            f"--storage {storage}: only {free / 2**20:.0f} MiB free, a search needs at least "
+            f"{MIN_FREE_BYTES / 2**30:g} GiB for its checkpoints; free some space or choose "
+            "another folder"
+        )
     return storage
 
 
@@ -184,10 +207,39 @@ def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
         )
 
 
-def _load_index(data: Path) -> DatasetIndex:
+def _load_index(data: Path, storage: Path, space: SearchSpace) -> DatasetIndex:
+    """The dataset's index, after every check a trial would otherwise fail on inside Ray."""
     if not data.exists():
         raise UsageError(f"--data {data}: no such folder")
-    return discover(data)
+    index = discover(data)
+    # Decoding every frame takes a while on the real dataset: once per dataset version.
+    checked = storage / DATASET_CHECKS_DIR / f"{dataset_fingerprint(index)}.ok"
+    if not checked.is_file():
+        verify_frames(index)
+        checked.parent.mkdir(parents=True, exist_ok=True)
+        checked.write_text(f"{index.root}\n")
+    _check_split_users(space, index)
+    return index
+
+
+def _check_split_users(space: SearchSpace, index: DatasetIndex) -> None:
+    """Every trial's ``train_users``/``val_users`` exist; a user no trial uses gets a note."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    used: set[str] = set()
+    for cell in space.expand():
+        train, val = (cell.get(key, defaults[key]) for key in ("train_users", "val_users"))
+        try:
+            split_by_user(index, train, val)
+        except ValueError as exc:
+            raise UsageError(f"{space.source}: {exc}; choose users of {index.root}") from None
+        used.update(train, val)
+    unused = [user for user in index.users if user not in used]
+    if unused:
+        print(
+            f"egotune: note: {', '.join(unused)} of {index.root} in neither train_users nor "
+            "val_users: no trial uses them",
+            file=sys.stderr,
+        )
 
 
 # -- prerequisites ------------------------------------------------------------------------------

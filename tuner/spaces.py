@@ -29,12 +29,19 @@ from typing import Any
 
 import yaml
 
-from tuner.config import MODEL_NAMES, TrainConfig, flatten_config, parse_overrides
+from tuner.config import (
+    MODEL_NAMES,
+    TrainConfig,
+    flatten_config,
+    parse_overrides,
+    yaml_error_text,
+)
 
 __all__ = [
     "ALGORITHMS",
     "BUNDLED_SPACES_DIR",
     "DISTRIBUTIONS",
+    "METRICS",
     "SPACES_ENV",
     "Distribution",
     "Prerequisite",
@@ -53,6 +60,8 @@ __all__ = [
 ]
 
 ALGORITHMS = ("grid", "random", "asha", "optuna", "optuna+asha")
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "best_val_acc")
+"""Metrics a search can optimise: what every trial reports each epoch (``EpochRecord``)."""
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SPACES_ENV = "EGOTUNE_SPACES"
 BUNDLED_SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -565,7 +574,8 @@ def _parse_set_values(values: Iterable[str] | Mapping[str, Any]) -> dict[str, An
             hint = difflib.get_close_matches(key, list(_KEY_KINDS), n=1)
             suffix = f" (did you mean {hint[0]}?)" if hint else ""
             raise SpaceError(f"--set {key}", "", "unknown key" + suffix)
-    return flat
+    # Checked here so that a bad value names the flag rather than the file it is merged into.
+    return {key: _normalize_value(f"--set {key}", "", key, value) for key, value in flat.items()}
 
 
 def _apply_set_values(doc: dict[str, Any], values: Mapping[str, Any]) -> None:
@@ -842,9 +852,26 @@ def _parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> Sc
     )
     if settings.mode not in ("max", "min"):
         raise SpaceError(source, "scheduler.mode", f"expected max or min, got {settings.mode!r}")
+    _check_metric(source, settings.metric, settings.mode)
     if settings.reduction_factor is not None and settings.reduction_factor <= 1:
         raise SpaceError(source, "scheduler.reduction_factor", "must be greater than 1")
     return settings
+
+
+def _check_metric(source: str, metric: str, mode: str) -> None:
+    """The metric must be one every trial reports, optimised in its only sensible direction.
+
+    An unknown name would only fail once Ray Tune received the first result of every trial.
+    """
+    if metric not in METRICS:
+        hint = difflib.get_close_matches(metric, METRICS, n=1)
+        suffix = f"did you mean {hint[0]}?" if hint else f"known: {', '.join(METRICS)}"
+        raise SpaceError(source, "scheduler.metric", f"{metric!r} is not reported ({suffix})")
+    wanted = "min" if metric.endswith("_loss") else "max"
+    if mode != wanted:
+        raise SpaceError(
+            source, "scheduler.mode", f"{mode} contradicts metric {metric}; use mode: {wanted}"
+        )
 
 
 def _check_setting_applies(source: str, algorithm: str, raw: Mapping[str, Any]) -> None:
@@ -1016,7 +1043,8 @@ def _validate_trials(space: SearchSpace) -> int:
     for cell in space.expand():
         for trial in _trial_variants(space, cell):
             shown = {k: trial[k] for k in varying if k in trial}
-            config = _check_config(space.source, {**trial, **provided}, f"trial {_describe(shown)}")
+            context = f"trial {_describe(shown)}" if shown else "every trial"
+            config = _check_config(space.source, {**trial, **provided}, context)
             max_epochs = max(
                 max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
             )
@@ -1099,5 +1127,9 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SpaceError(source, "", f"not valid YAML: {exc}") from None
+        raise SpaceError(source, "", f"not valid YAML: {yaml_error_text(exc)}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text (line {line}); save it as UTF-8"
+        raise SpaceError(source, "", message) from None
     return parse_space(document, source=source, name=path.stem)
