@@ -13,6 +13,8 @@ Reading weight files is the only file I/O of the package.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,21 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise FileNotFoundError(
             f"weights={str(path)!r}: no such file (use None, 'imagenet' or a state-dict file)"
         )
-    return as_state_dict(torch.load(file, map_location="cpu", weights_only=True), str(path))
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"GLOBAL (\S+)", str(exc))
+        detail = f" (it imports {blocked.group(1)})" if blocked else ""
+        raise ValueError(
+            f"weights={str(path)!r}: refused to load: the file holds pickled objects other than "
+            f"tensors{detail}; save a plain state dict instead"
+        ) from None
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(
+            f"weights={str(path)!r}: cannot read the file ({type(exc).__name__}); it is not a "
+            "torch.save state dict or it is truncated"
+        ) from None
+    return as_state_dict(state, str(path))
 
 
 def as_state_dict(obj: Any, origin: str) -> dict[str, Tensor]:
