@@ -220,11 +220,11 @@ def test_failed_build_leaves_nothing_that_a_later_open_would_use(index, tmp_path
 def test_unusable_cache_folder_is_a_frame_store_error(index, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(FrameStoreError, match="not-a-folder.*frame_store"):
+    with pytest.raises(FrameStoreError, match=r"not-a-folder.*frame_store"):
         _open(index, blocker / "frames")
 
 
 def test_dataset_refuses_a_store_of_another_scale(index, tmp_path):
     store = _open(index, tmp_path, crop_size=26, modalities=("rgb",))
-    with pytest.raises(ValueError, match="decoder: .*scale_size 30"):
+    with pytest.raises(ValueError, match=r"decoder: .*scale_size 30"):
         _dataset(index, decoder=store, modalities=("rgb",))

@@ -188,5 +188,5 @@ def test_frame_store_that_cannot_be_built_falls_back_or_stops(synthetic_root, tm
     with pytest.warns(UserWarning, match="decoding PNG files instead"):
         trainer = make_trainer(synthetic_root, frame_store="auto", **settings)
     assert trainer.store is None
-    with pytest.raises(EgotuneError, match="frame_store: .*a-file"):
+    with pytest.raises(EgotuneError, match=r"frame_store: .*a-file"):
         make_trainer(synthetic_root, frame_store="on", **settings)
