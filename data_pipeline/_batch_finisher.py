@@ -82,7 +82,7 @@ class BatchFinisher:
         for side in sorted(set(sides)):
             members = [b for b, s in enumerate(sides) if s == side]
             chosen = torch.tensor(members, device=canvases.device)
-            cut = canvases.index_select(0, chosen)[..., :side, :side]  # (n, ..., side, side)
+            cut = canvases[..., :side, :side].index_select(0, chosen)  # (n, ..., side, side)
             images = cut.reshape(-1, channels, side, side)  # (n * planes / C, C, side, side)
             resized = resize_square(images, size).reshape(len(members), *rest, size, size)
             finished.index_copy_(0, chosen, resized.to(finished.dtype))

@@ -198,6 +198,8 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         decoded = self.decoder.read([paths[n - 1] for n in unique], mode)
         cut = self.transform.cut(decoded, params, invert_on_flip=invert_on_flip)
         done = _on_canvas(cut, self._canvas) if self.deferred else self.transform.resize(cut)
+        if len(unique) == len(numbers):  # numbers ascend, so they are `unique` in order
+            return done
         return done[[position[n] for n in numbers]]
 
     def _flow(self, video: Video, starts: Sequence[int], params: CropParams | None) -> torch.Tensor:
@@ -214,7 +216,7 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
 def _on_canvas(cut: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``(N, C, s, s)`` -> ``(N, C, size, size)`` zeros holding the cut at the top left,
     so that cuts of different sides collate into one batch."""
-    canvas = cut.new_zeros((*cut.shape[:-2], size, size))
-    side = cut.shape[-1]
+    N, C, side, _ = cut.shape
+    canvas = cut.new_zeros((N, size, size, C)).permute(0, 3, 1, 2)  # channels-last, as decoded
     canvas[..., :side, :side] = cut
     return canvas

@@ -178,7 +178,7 @@ class FrameStore:
             raise ValueError("paths: nothing to read")
         frames = []
         for path in paths:
-            kind, position, row = self._where[Path(path)]
+            kind, position, row = self._where[path if isinstance(path, Path) else Path(path)]
             if _MODES[kind] != mode:
                 raise ValueError(f"mode: {path} is stored as {_MODES[kind]}, not {mode}")
             entry = self._layout[kind][position]

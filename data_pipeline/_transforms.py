@@ -145,6 +145,8 @@ def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
     if frames.shape[-1] == size and frames.shape[-2] == size:
         return frames
     if frames.device.type == "cpu" and frames.dtype == torch.uint8:
+        if frames.shape[-3] > 1 and frames.stride(-3) != 1:
+            frames = frames.contiguous(memory_format=torch.channels_last)  # 3x faster kernel
         return nnf.interpolate(frames, size=(size, size), mode="bilinear", antialias=True)
     resized = nnf.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True)
     return resized.round_().clamp_(0, 255)
@@ -180,8 +182,9 @@ def normalize_flow(frames: torch.Tensor) -> torch.Tensor:
 
 
 def _as_float(frames: torch.Tensor) -> torch.Tensor:
-    """A new contiguous float32 tensor (never the input, which the caller may still hold)."""
-    return frames.contiguous().to(torch.float32, copy=True)
+    """A new contiguous float32 tensor (never the input, which the caller may still hold); one
+    pass converts both the type and a channels-last layout."""
+    return frames.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
 
 
 def downsample_mmaps(maps: torch.Tensor, size: int, method: str, target: str) -> torch.Tensor:
