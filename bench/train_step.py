@@ -406,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def figures(results: list[Result], opts: dict[str, Any]) -> dict[str, str]:
     """One entry per model, stage and precision: throughput and memory at each T."""
+    planned = all(r.device == "fake" for r in results)
     shown: dict[str, str] = {
-        "device": str(opts["device"]),
+        "device": "none (fake tensors)" if planned else str(opts["device"]),
         "batch": str(opts["batch"]),
         "crop": str(opts["crop"]),
     }
@@ -419,7 +420,7 @@ def figures(results: list[Result], opts: dict[str, Any]) -> dict[str, str]:
         for r in rows:
             memory = r.allocator_peak_mib or r.tensor_peak_mib
             speed = f"{r.clips_per_s:.3g} clips/s " if r.clips_per_s else ""
-            parts.append(f"T{r.frames} {speed}{memory:.0f} MiB")
+            parts.append(f"T{r.frames} {speed}{memory:.0f} MiB {r.gflops_per_clip:.0f} GFLOP")
         shown[key] = ", ".join(parts)
     return shown
 
