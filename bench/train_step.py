@@ -234,6 +234,8 @@ def measure(
     result = Result(
         case.model, case.stage, case.frames, case.precision, batch, crop, str(device), gflops, mib
     )
+    if steps == 0:  # memory and FLOPs only
+        return result
     with _synchronised(device):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -297,7 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, help="clips per batch (CUDA/--full 32, CPU 2)")
     parser.add_argument("--crop", type=int, help="crop side in pixels (CUDA/--full 224, CPU 112)")
     parser.add_argument("--precision", help="fp32,bf16 (default both on CUDA, fp32 on the CPU)")
-    parser.add_argument("--steps", type=int, help="timed steps per case (CUDA 10, CPU 1)")
+    parser.add_argument(
+        "--steps", type=int, help="timed steps per case (CUDA 10, CPU 1; 0: memory and FLOPs only)"
+    )
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense peak for the fraction")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -327,7 +331,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "precisions": (args.precision or ("fp32,bf16" if device.type == "cuda" else "fp32")).split(
             ","
         ),
-        "steps": args.steps or (10 if device.type == "cuda" else 1),
+        "steps": args.steps if args.steps is not None else (10 if device.type == "cuda" else 1),
     }
 
 
