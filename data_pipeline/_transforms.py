@@ -11,6 +11,7 @@ caller's generator. The final resize can run later, on a whole batch (:class:`Ba
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,23 +169,37 @@ def corner_box(height: int, width: int, params: CropParams) -> tuple[int, int, i
 
 def normalize_rgb(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (or integer-valued float) ``(..., 3, H, W)`` -> float32 ImageNet-normalised,
-    ``(x / 255 - mean) / std`` computed as one multiply and one subtract."""
-    shape = (3, 1, 1)
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(shape)
-    std = torch.tensor(IMAGENET_STD, device=frames.device).view(shape)
-    return _as_float(frames).mul_(1 / (255 * std)).sub_(mean / std)
+    ``(x / 255 - mean) / std`` computed as one multiply and one add, in the input's memory
+    layout (channels-last frames stay channels-last: no transposition pass)."""
+    values = frames.to(torch.float32, copy=True)
+    scale, shift = _rgb_affine(*values.shape[-2:], values.device, _channels_last(values))
+    return values.mul_(scale).add_(shift)
 
 
 def normalize_flow(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (or integer-valued float) flow -> float32 normalised with the scalar flow mean and
     std."""
-    return _as_float(frames).mul_(1 / (255 * FLOW_STD)).sub_(FLOW_MEAN / FLOW_STD)
+    values = frames.to(torch.float32, copy=True)
+    return values.mul_(1 / (255 * FLOW_STD)).add_(-FLOW_MEAN / FLOW_STD)
 
 
-def _as_float(frames: torch.Tensor) -> torch.Tensor:
-    """A new contiguous float32 tensor (never the input, which the caller may still hold); one
-    pass converts both the type and a channels-last layout."""
-    return frames.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
+def _channels_last(frames: torch.Tensor) -> bool:
+    return frames.dim() >= 3 and frames.stride(-3) == 1 and frames.stride(-1) == 3
+
+
+@functools.lru_cache(maxsize=16)
+def _rgb_affine(
+    height: int, width: int, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``1 / (255 std)`` and ``-mean / std`` shaped ``(3, H, W)`` in the frames'
+    layout, so the element-wise kernels run over contiguous memory."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device)
+    std = torch.tensor(IMAGENET_STD, device=device)
+    scale, shift = 1 / (255 * std), -mean / std
+    if not channels_last:
+        return scale.view(3, 1, 1), shift.view(3, 1, 1)
+    planes = [v.expand(height, width, 3).contiguous().permute(2, 0, 1) for v in (scale, shift)]
+    return planes[0], planes[1]  # (3, H, W) with strides (1, 3 W, 3)
 
 
 def downsample_mmaps(maps: torch.Tensor, size: int, method: str, target: str) -> torch.Tensor:
