@@ -126,7 +126,7 @@ class FrameStore:
         kinds = store_kinds(modalities)
         fingerprint = dataset_fingerprint(index)
         directory = Path(cache_dir).expanduser() / f"{fingerprint[:16]}-s{scale_size}"
-        workers = workers or len(os.sched_getaffinity(0))
+        workers = workers or _usable_cpus()
         _make_folder(directory)
         spec = _Spec(directory, fingerprint, scale_size, index.videos)
         lock = directory.with_name(directory.name + ".lock")
@@ -344,6 +344,12 @@ def _ordered_map(
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the CPUs this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _make_folder(directory: Path) -> None:
