@@ -28,6 +28,7 @@ which is how a CPU-only machine tells what a full run needs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -236,6 +237,8 @@ def measure(
     )
     if steps == 0:  # memory and FLOPs only
         return result
+    if device.type == "cuda":
+        step()  # one step outside the counting modes before the clock starts
     with _synchronised(device):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -370,10 +373,22 @@ def run_case(case: Case, opts: dict[str, Any], given_peak: float | None) -> Resu
     try:
         return measure(case, opts["batch"], opts["crop"], opts["steps"], device, peak)
     except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        result = plan(case, opts["batch"], opts["crop"])
-        result.device, result.error = str(device), "out of memory"
-        return result
+        pass  # the step's tensors go with the traceback, at the end of this block
+    gc.collect()
+    torch.cuda.empty_cache()
+    nan = float("nan")
+    return Result(
+        case.model,
+        case.stage,
+        case.frames,
+        case.precision,
+        opts["batch"],
+        opts["crop"],
+        str(device),
+        nan,
+        nan,
+        error="out of memory",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
