@@ -8,14 +8,19 @@
   decodes every frame of an index (a search's pre-flight check).
 * :class:`ClipDataset` turns videos into RGB clips, flow stacks, motion-map targets and static
   clips with the Ego-RNN sampling and transforms, reproducibly per ``(seed, epoch, index)``.
+* :class:`FrameStore` decodes every frame once per node into memory-mapped uint8 files that
+  ``ClipDataset`` reads instead of PNGs; :class:`BatchFinisher` resizes and normalises whole
+  batches on the GPU.
 * :func:`synthesize` writes a small synthetic GTEA61 (``egotune data synth``).
 """
 
+from data_pipeline._batch_finisher import BatchFinisher
 from data_pipeline._check import CheckReport, check_dataset, discover, verify_frames
 from data_pipeline._classes import GTEA61_CLASSES, choose_classes
 from data_pipeline._dataset import MODALITIES, ClipDataset
 from data_pipeline._decode import FrameDecoder, PILFrameDecoder
 from data_pipeline._fix import fix_dataset
+from data_pipeline._frame_store import FrameStore, FrameStoreError, FrameStoreWarning
 from data_pipeline._index import (
     DatasetError,
     DatasetIndex,
@@ -36,6 +41,7 @@ from data_pipeline._transforms import (
     IMAGENET_STD,
     ClipTransform,
     CropParams,
+    default_scale_size,
     downsample_mmaps,
     normalize_flow,
     normalize_rgb,
@@ -51,6 +57,7 @@ __all__ = [
     "MODALITIES",
     "ORIGINAL",
     "QUARANTINE",
+    "BatchFinisher",
     "CheckReport",
     "ClipDataset",
     "ClipTransform",
@@ -60,6 +67,9 @@ __all__ = [
     "DatasetWarning",
     "FatalProblem",
     "FrameDecoder",
+    "FrameStore",
+    "FrameStoreError",
+    "FrameStoreWarning",
     "Layout",
     "PILFrameDecoder",
     "Problem",
@@ -68,6 +78,7 @@ __all__ = [
     "check_dataset",
     "choose_classes",
     "dataset_fingerprint",
+    "default_scale_size",
     "detect_layout",
     "discover",
     "downsample_mmaps",

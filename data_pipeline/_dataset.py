@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data_pipeline._batch_finisher import BatchFinisher
 from data_pipeline._decode import FrameDecoder, Mode, PILFrameDecoder
 from data_pipeline._index import Video
 from data_pipeline._sampling import flow_frame_numbers, flow_starts, rgb_frame_numbers
@@ -48,6 +49,14 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
       RGB clip repeated T times, for the static-dynamic discriminator.
 
     All modalities of an item share one crop and flip.
+
+    ``deferred=True`` leaves the last resize and the normalisation to :class:`BatchFinisher`,
+    which does them for a whole batch wherever the batch is (on the GPU after the copy): items
+    then hold uint8 ``rgb`` ``(T, 3, K, K)``, ``flow`` ``(2 * flow_stack, K, K)`` and ``mmaps``
+    ``(T, 1, K, K)`` whose top-left ``crop_side`` square is the cut (flipped, x-flow inverted),
+    K = ``scale_size`` in training and ``crop_size`` in evaluation, plus ``crop_side`` and (with
+    ``static``) ``static_frame`` int64 scalars. :meth:`finisher` returns the matching finisher;
+    the finished batch equals the batch of ``deferred=False`` items (exactly on the CPU).
     """
 
     def __init__(
@@ -68,6 +77,7 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         static: bool = False,
         seed: int = 0,
         decoder: FrameDecoder | None = None,
+        deferred: bool = False,
     ) -> None:
         self.videos = list(videos)
         self.classes = tuple(classes)
@@ -78,6 +88,8 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         self.static, self.seed, self.epoch = static, seed, 0
         self.transform = ClipTransform(train=train, crop_size=crop_size, scale_size=scale_size)
         self.decoder: FrameDecoder = decoder if decoder is not None else PILFrameDecoder()
+        self.deferred = deferred
+        self._canvas = self.transform.scale_size if train else crop_size
         self._validate()
         self._labels = {name: i for i, name in enumerate(self.classes)}
 
@@ -101,6 +113,21 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         missing = sorted({v.class_name for v in self.videos} - set(self.classes))
         if missing:
             raise ValueError(f"classes: videos of unlisted classes {missing}")
+        stored = getattr(self.decoder, "scale_size", None)
+        if stored is not None and stored != self.transform.scale_size:
+            raise ValueError(
+                f"decoder: its frames are stored at scale_size {stored}, this dataset scales to "
+                f"{self.transform.scale_size}; open the store at that size"
+            )
+
+    def finisher(self) -> BatchFinisher:
+        """The batch step that completes ``deferred`` items (and leaves finished ones alone)."""
+        return BatchFinisher(
+            crop_size=self.transform.crop_size,
+            mmap_size=self.mmap_size,
+            mmap_downsample=self.mmap_downsample,
+            mmap_target=self.mmap_target,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws ``__getitem__`` uses."""
@@ -130,19 +157,27 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
             "label": torch.tensor(self.label(video), dtype=torch.int64),
             "index": torch.tensor(index, dtype=torch.int64),
         }
+        if self.deferred:
+            # every frame's smaller edge is scale_size after the Scale step (see corner_box)
+            side = self._canvas if params is None else int(self.transform.scale_size * params.scale)
+            item["crop_side"] = torch.tensor(side, dtype=torch.int64)
+            if self.static:
+                item["static_frame"] = torch.tensor(static_frame, dtype=torch.int64)
         numbers = rgb_frame_numbers(video.n_frames, self.frames)
         if "rgb" in self.modalities:
-            item["rgb"] = normalize_rgb(self._read(video.rgb, numbers, "RGB", params))
-            if self.static:
+            rgb = self._read(video.rgb, numbers, "RGB", params)
+            item["rgb"] = rgb if self.deferred else normalize_rgb(rgb)
+            if self.static and not self.deferred:
                 item["static"] = item["rgb"][static_frame].expand_as(item["rgb"]).clone()
         if "flow" in self.modalities:
             item["flow"] = self._flow(video, starts, params)
         if "mmaps" in self.modalities:
             maps = self._read(video.mmaps, numbers, "L", params)  # (T, 1, S, S)
-            item["mmaps"] = downsample_mmaps(
-                maps, self.mmap_size, self.mmap_downsample, self.mmap_target
-            )
+            item["mmaps"] = maps if self.deferred else self._targets(maps)
         return item
+
+    def _targets(self, maps: torch.Tensor) -> torch.Tensor:
+        return downsample_mmaps(maps, self.mmap_size, self.mmap_downsample, self.mmap_target)
 
     def _read(
         self,
@@ -155,13 +190,17 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
     ) -> torch.Tensor:
         """Decode frames ``numbers`` (each file once) and transform them.
 
-        Returns uint8 ``(len(numbers), C, S, S)``.
+        Returns uint8 ``(len(numbers), C, S, S)``, or ``(len(numbers), C, K, K)`` canvases when
+        ``deferred``.
         """
         unique = sorted(set(numbers))
         position: Mapping[int, int] = {n: i for i, n in enumerate(unique)}
         decoded = self.decoder.read([paths[n - 1] for n in unique], mode)
-        transformed = self.transform.apply(decoded, params, invert_on_flip=invert_on_flip)
-        return transformed[[position[n] for n in numbers]]
+        cut = self.transform.cut(decoded, params, invert_on_flip=invert_on_flip)
+        done = _on_canvas(cut, self._canvas) if self.deferred else self.transform.resize(cut)
+        if len(unique) == len(numbers):  # numbers ascend, so they are `unique` in order
+            return done
+        return done[[position[n] for n in numbers]]
 
     def _flow(self, video: Video, starts: Sequence[int], params: CropParams | None) -> torch.Tensor:
         stacks = []
@@ -169,6 +208,15 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
             numbers = flow_frame_numbers(start, self.flow_stack, video.n_frames)
             x = self._read(video.flow_x, numbers, "L", params, invert_on_flip=True)
             y = self._read(video.flow_y, numbers, "L", params)
-            pairs = torch.cat([x, y], dim=1)  # (stack, 2, S, S): x then y of each frame
-            stacks.append(normalize_flow(pairs.flatten(0, 1)))  # (2 * stack, S, S)
+            pairs = torch.cat([x, y], dim=1).flatten(0, 1)  # (2 * stack, S, S): x_k, y_k, ...
+            stacks.append(pairs if self.deferred else normalize_flow(pairs))
         return stacks[0] if self.flow_segments == 1 else torch.stack(stacks)
+
+
+def _on_canvas(cut: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``(N, C, s, s)`` -> ``(N, C, size, size)`` zeros holding the cut at the top left,
+    so that cuts of different sides collate into one batch."""
+    N, C, side, _ = cut.shape
+    canvas = cut.new_zeros((N, size, size, C)).permute(0, 3, 1, 2)  # channels-last, as decoded
+    canvas[..., :side, :side] = cut
+    return canvas

@@ -3,12 +3,15 @@
 Training: Scale (smaller edge to ``scale_size``), RandomHorizontalFlip (x-flow is also inverted,
 255 - v, because mirroring reverses horizontal motion), MultiScaleCornerCrop (a square of side
 ``int(min(W, H) * scale)`` at the centre or a corner, resized to ``crop_size``), in that order.
-Evaluation: Scale, then the centre ``crop_size`` square. The geometric steps are torchvision's
-functional ops; only their parameters are drawn here, once per clip, from the caller's generator.
+Evaluation: Scale, then the centre ``crop_size`` square. The geometric steps compute what
+torchvision's functional ops (``resize``, ``horizontal_flip``, ``resized_crop``) compute, in an
+order that copies fewer pixels; only their parameters are drawn here, once per clip, from the
+caller's generator. The final resize can run later, on a whole batch (:class:`BatchFinisher`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +28,12 @@ __all__ = [
     "SCALES",
     "ClipTransform",
     "CropParams",
+    "default_scale_size",
     "downsample_mmaps",
     "normalize_flow",
     "normalize_rgb",
+    "resize_square",
+    "scale_frames",
 ]
 
 SCALES = (1.0, 0.875, 0.75, 0.65625)
@@ -63,7 +69,7 @@ class ClipTransform:
             raise ValueError(f"crop_size: must be >= 1, got {crop_size}")
         self.train = train
         self.crop_size = crop_size
-        self.scale_size = scale_size if scale_size is not None else round(crop_size * 256 / 224)
+        self.scale_size = scale_size if scale_size is not None else default_scale_size(crop_size)
         if self.scale_size < crop_size:
             raise ValueError(f"scale_size: must be >= crop_size {crop_size}, got {scale_size}")
 
@@ -85,22 +91,66 @@ class ClipTransform:
 
         ``invert_on_flip`` marks x-flow, whose values are mirrored (255 - v) with the image.
         """
-        frames = self._scale(frames)
-        size = [self.crop_size, self.crop_size]
+        return self.resize(self.cut(frames, params, invert_on_flip=invert_on_flip))
+
+    def cut(
+        self, frames: torch.Tensor, params: CropParams | None, *, invert_on_flip: bool = False
+    ) -> torch.Tensor:
+        """Every step but the final resize: uint8 ``(N, C, side, side)``.
+
+        Training flips the whole image and then cuts the corner box; cutting the mirrored box
+        and flipping only the cut gives the same pixels while copying a fraction of them.
+        Evaluation returns the centre ``crop_size`` square, which needs no resize.
+        """
+        frames = self.scale(frames)
         if params is None:
-            return tvf.center_crop(frames, size)
-        if params.flip:
-            frames = tvf.horizontal_flip(frames)
-            if invert_on_flip:
-                frames = 255 - frames
+            return tvf.center_crop(frames, [self.crop_size, self.crop_size])
         height, width = frames.shape[-2:]
         top, left, side = corner_box(height, width, params)
-        return tvf.resized_crop(frames, top, left, side, side, size, antialias=True)
+        if not params.flip:
+            return frames[..., top : top + side, left : left + side]
+        left = width - left - side  # the box in the unflipped image
+        cut = frames[..., top : top + side, left : left + side].flip(-1)
+        return 255 - cut if invert_on_flip else cut
 
-    def _scale(self, frames: torch.Tensor) -> torch.Tensor:
-        if min(frames.shape[-2:]) == self.scale_size:
-            return frames
-        return tvf.resize(frames, [self.scale_size], antialias=True)
+    def resize(self, cut: torch.Tensor) -> torch.Tensor:
+        """Square cuts ``(N, C, side, side)`` -> ``(N, C, crop_size, crop_size)``."""
+        return resize_square(cut, self.crop_size)
+
+    def scale(self, frames: torch.Tensor) -> torch.Tensor:
+        """Resize so the smaller edge is ``scale_size`` (unchanged when it already is)."""
+        return scale_frames(frames, self.scale_size)
+
+
+def default_scale_size(crop_size: int) -> int:
+    """The Scale step's smaller edge for a crop: 256 for the report's 224."""
+    return round(crop_size * 256 / 224)
+
+
+def scale_frames(frames: torch.Tensor, scale_size: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` with the smaller edge resized to ``scale_size`` (antialiased
+    bilinear). The decoded-frame store calls this too, so its frames equal the PNG path's."""
+    if min(frames.shape[-2:]) == scale_size:
+        return frames
+    return tvf.resize(frames, [scale_size], antialias=True)
+
+
+def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize of square images ``(N, C, s, s)`` to ``size``.
+
+    On the CPU uint8 in, uint8 out: torch's integer kernel, which is what
+    ``torchvision.transforms.v2.functional.resized_crop`` runs, fastest on channels-last input.
+    Elsewhere (CUDA has no integer kernel) float values rounded to integers, which differ from
+    the CPU result by at most 1 in a few pixels. Same-size input is returned as is.
+    """
+    if frames.shape[-1] == size and frames.shape[-2] == size:
+        return frames
+    if frames.device.type == "cpu" and frames.dtype == torch.uint8:
+        if frames.shape[-3] > 1 and frames.stride(-3) != 1:
+            frames = frames.contiguous(memory_format=torch.channels_last)  # 3x faster kernel
+        return nnf.interpolate(frames, size=(size, size), mode="bilinear", antialias=True)
+    resized = nnf.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True)
+    return resized.round_().clamp_(0, 255)
 
 
 def corner_box(height: int, width: int, params: CropParams) -> tuple[int, int, int]:
@@ -118,15 +168,38 @@ def corner_box(height: int, width: int, params: CropParams) -> tuple[int, int, i
 
 
 def normalize_rgb(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(..., 3, H, W)`` -> float32 ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (frames.float() / 255 - mean) / std
+    """uint8 (or integer-valued float) ``(..., 3, H, W)`` -> float32 ImageNet-normalised,
+    ``(x / 255 - mean) / std`` computed as one multiply and one add, in the input's memory
+    layout (channels-last frames stay channels-last: no transposition pass)."""
+    values = frames.to(torch.float32, copy=True)
+    scale, shift = _rgb_affine(*values.shape[-2:], values.device, _channels_last(values))
+    return values.mul_(scale).add_(shift)
 
 
 def normalize_flow(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 flow -> float32 normalised with the scalar flow mean and std."""
-    return (frames.float() / 255 - FLOW_MEAN) / FLOW_STD
+    """uint8 (or integer-valued float) flow -> float32 normalised with the scalar flow mean and
+    std."""
+    values = frames.to(torch.float32, copy=True)
+    return values.mul_(1 / (255 * FLOW_STD)).add_(-FLOW_MEAN / FLOW_STD)
+
+
+def _channels_last(frames: torch.Tensor) -> bool:
+    return frames.dim() >= 3 and frames.stride(-3) == 1 and frames.stride(-1) == 3
+
+
+@functools.lru_cache(maxsize=16)
+def _rgb_affine(
+    height: int, width: int, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``1 / (255 std)`` and ``-mean / std`` shaped ``(3, H, W)`` in the frames'
+    layout, so the element-wise kernels run over contiguous memory."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device)
+    std = torch.tensor(IMAGENET_STD, device=device)
+    scale, shift = 1 / (255 * std), -mean / std
+    if not channels_last:
+        return scale.view(3, 1, 1), shift.view(3, 1, 1)
+    planes = [v.expand(height, width, 3).contiguous().permute(2, 0, 1) for v in (scale, shift)]
+    return planes[0], planes[1]  # (3, H, W) with strides (1, 3 W, 3)
 
 
 def downsample_mmaps(maps: torch.Tensor, size: int, method: str, target: str) -> torch.Tensor:

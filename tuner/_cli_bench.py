@@ -19,7 +19,7 @@ from tuner.errors import EgotuneError, UsageError
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 # what `egotune bench all` (and `make bench`) runs: cheap enough for a CPU-only machine
-DEFAULT_SET = ("model_stats",)
+DEFAULT_SET = ("model_stats", "data_loader")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

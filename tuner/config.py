@@ -127,6 +127,14 @@ class TrainConfig:
     """Pin host memory of batches (useful with CUDA)."""
     drop_last: bool = False
     """Drop the last incomplete training batch."""
+    frame_store: str = "auto"
+    """Read frames from the node's decoded-frame store instead of decoding PNG files: ``on``,
+    ``off``, or ``auto`` (on unless the store cannot be built there, e.g. the disk lacks the
+    space; the run then decodes PNG files and warns). Same tensors either way (docs/data.md)."""
+    frame_store_dir: str | None = None
+    """Folder of the decoded-frame stores, on a local disk; ``None`` takes
+    ``$EGOTUNE_CACHE_DIR/frames``, else ``$XDG_CACHE_HOME/egotune/frames`` or
+    ``~/.cache/egotune/frames``."""
     train_users: tuple[str, ...] = ("S1", "S3", "S4")
     """Users of the training split."""
     val_users: tuple[str, ...] = ("S2",)
@@ -373,8 +381,10 @@ def _coerce(cfg: TrainConfig) -> None:
     setattr_ = object.__setattr__
     if isinstance(cfg.stage, int) and not isinstance(cfg.stage, bool):
         setattr_(cfg, "stage", str(cfg.stage))
-    if isinstance(cfg.bn_calibration, bool):  # YAML reads on/off as booleans
-        setattr_(cfg, "bn_calibration", "on" if cfg.bn_calibration else "off")
+    for name in ("bn_calibration", "frame_store"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool):  # YAML reads on/off as booleans
+            setattr_(cfg, name, "on" if value else "off")
     for name in ("milestones", "train_users", "val_users"):
         value = getattr(cfg, name)
         if isinstance(value, list):
@@ -463,6 +473,13 @@ def _validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.weights, str) or not cfg.weights:
         raise ValueError(f"weights: must be imagenet, none or a file path, got {cfg.weights!r}")
     _check_choice("bn_calibration", cfg.bn_calibration, ("auto", "on", "off"))
+    _check_choice("frame_store", cfg.frame_store, ("auto", "on", "off"))
+    if cfg.frame_store_dir is not None and (
+        not isinstance(cfg.frame_store_dir, str) or not cfg.frame_store_dir
+    ):
+        raise ValueError(
+            f"frame_store_dir: must be a folder path or null, got {cfg.frame_store_dir!r}"
+        )
     _check_int("mem_size", cfg.mem_size, 1)
     _check_int("flow_stack", cfg.flow_stack, 1)
     _check_int("flow_segments", cfg.flow_segments, 1)

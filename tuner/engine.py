@@ -11,6 +11,11 @@ loads it continues with exactly the metrics of an uninterrupted run on the CPU:
 * the torch RNG (dropout) is re-seeded from ``(seed, e)`` at each epoch start, and the torch,
   numpy and python RNG states are saved in the checkpoint as well.
 
+Frames come from the node's decoded-frame store (``frame_store``, :class:`data_pipeline.FrameStore`)
+when it can be had, which yields the same tensors as decoding the PNG files. On CUDA the clips
+then leave the DataLoader as uint8 cuts and the last resize and the normalisation run on the GPU
+for the whole batch (:class:`data_pipeline.BatchFinisher`).
+
 Protocol (notes §4): Adam (eps 1e-4) or SGD (momentum 0.9); MultiStepLR stepped at the end of each
 epoch (StepLR(1, gamma) for the two-stream model); validation every epoch; the best validation
 accuracy of each stage selects its model, and ``stage=both`` starts stage 2 from the best
@@ -20,30 +25,41 @@ stage-1 state.
 from __future__ import annotations
 
 import copy
+import os
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from data_pipeline import ClipDataset, DatasetIndex, Video, split_by_user
+from data_pipeline import (
+    ClipDataset,
+    DatasetIndex,
+    FrameStore,
+    FrameStoreError,
+    Video,
+    default_scale_size,
+    split_by_user,
+)
 from models import set_stage_mode, stage_param_groups, tap_size
 from tuner._families import Family, family_for
 from tuner._model_factory import build_model
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from tuner.config import StageSettings, TrainConfig
+from tuner.errors import EgotuneError
 
-__all__ = ["TIME_FIELDS", "EpochRecord", "Trainer", "resolve_device"]
+__all__ = ["TIME_FIELDS", "EpochRecord", "Trainer", "frame_store_dir", "resolve_device"]
 
 TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
 """Fields of an :class:`EpochRecord` that measure time and so differ between identical runs."""
 
 # Settings that change how a run executes but not what it computes; a resume may change them.
-_RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory"})
+_RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir"})
 
 
 @dataclass
@@ -101,6 +117,16 @@ class EpochSampler(Sampler[int]):
         return self.size
 
 
+def frame_store_dir(config: TrainConfig) -> Path:
+    """Where the decoded-frame stores of this node live (see ``TrainConfig.frame_store_dir``)."""
+    if config.frame_store_dir:
+        return Path(config.frame_store_dir).expanduser()
+    if os.environ.get("EGOTUNE_CACHE_DIR"):
+        return Path(os.environ["EGOTUNE_CACHE_DIR"]).expanduser() / "frames"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "egotune" / "frames"
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
     if name == "auto":
@@ -124,8 +150,12 @@ class Trainer:
                 f"train_users/val_users: split {list(config.train_users)} / "
                 f"{list(config.val_users)} leaves an empty side in {index.root}"
             )
+        self.store = self._open_store(index)
+        # on CUDA, resize and normalise whole batches on the GPU (exact up to 1/255)
+        self._deferred = self.store is not None and self.device.type == "cuda"
         self.train_set = self._dataset(train_videos, train=True)
         self.val_set = self._dataset(val_videos, train=False)
+        self._finish = self.train_set.finisher()
         torch.manual_seed(_mix(config.seed, 0, 0x1217))  # weight initialisation
         self.model = build_model(config, len(self.classes)).to(self.device)
         if config.channels_last and self.device.type == "cuda":
@@ -316,6 +346,24 @@ class Trainer:
         return totals.summary()
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _open_store(self, index: DatasetIndex) -> FrameStore | None:
+        """The decoded-frame store for this run, or None to decode PNG files."""
+        cfg = self.config
+        if cfg.frame_store == "off":
+            return None
+        try:
+            return FrameStore.open(
+                index,
+                frame_store_dir(cfg),
+                scale_size=default_scale_size(cfg.crop_size),
+                modalities=self.family.modalities,
+            )
+        except FrameStoreError as exc:
+            if cfg.frame_store == "on":
+                raise EgotuneError(f"frame_store: {exc}") from None
+            warnings.warn(f"{exc}; decoding PNG files instead", stacklevel=3)
+            return None
+
     def _dataset(self, videos: list[Video], *, train: bool) -> ClipDataset:
         cfg = self.config
         return ClipDataset(
@@ -332,6 +380,8 @@ class Trainer:
             mmap_target=cfg.ms_target,
             static=self.family.static and train,
             seed=cfg.seed,
+            decoder=self.store,
+            deferred=self._deferred,
         )
 
     def _loader(self, dataset: ClipDataset, epoch: int, *, train: bool) -> DataLoader:
@@ -351,7 +401,8 @@ class Trainer:
         )
 
     def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        """Copy a batch to the device and finish its deferred clips there."""
+        return self._finish({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
 
     def _precision(self) -> Any:
         if self._autocast:

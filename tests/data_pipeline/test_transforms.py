@@ -170,3 +170,25 @@ def test_normalisations_use_imagenet_statistics_and_the_flow_scalars():
     )
     flow = normalize_flow(torch.zeros(2, 2, dtype=torch.uint8))
     torch.testing.assert_close(flow, torch.full((2, 2), -0.449 / 0.226))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 0.875, 0.75, 0.65625])
+@pytest.mark.parametrize("corner", ["c", "tl", "tr", "bl", "br"])
+def test_transform_computes_torchvision_flip_then_resized_crop(flip, scale, corner):
+    """The cut-then-flip order and the direct resize give torchvision's pixels exactly."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    from data_pipeline._transforms import corner_box
+
+    rng = np.random.default_rng(7)
+    frames = torch.from_numpy(rng.integers(0, 256, (3, 40, 72, 3), dtype=np.uint8))
+    frames = frames.permute(0, 3, 1, 2)  # channels-last, as decoded
+    transform = ClipTransform(train=True, crop_size=24, scale_size=36)
+    params = CropParams(flip=flip, scale=scale, corner=corner)
+    scaled = tvf.resize(frames.contiguous(), [36], antialias=True)
+    if flip:
+        scaled = 255 - tvf.horizontal_flip(scaled)
+    top, left, side = corner_box(*scaled.shape[-2:], params)
+    expected = tvf.resized_crop(scaled, top, left, side, side, [24, 24], antialias=True)
+    assert torch.equal(transform.apply(frames, params, invert_on_flip=True), expected)

@@ -14,6 +14,7 @@ from tests.conftest import tiny_config_values
 from tuner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tuner.config import TrainConfig
 from tuner.engine import TIME_FIELDS, Trainer
+from tuner.errors import EgotuneError
 
 MODELS_BY_FAMILY = {
     "rgb": ("ego_rnn", {}),
@@ -159,3 +160,33 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(synthetic_root):
         trainer.model.classifier[1].weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
         list(trainer.run())
+
+
+def test_frame_store_trains_to_the_records_of_png_decoding(synthetic_root, tmp_path):
+    runs = {}
+    for store in ("on", "off"):
+        trainer = make_trainer(
+            synthetic_root,
+            model="ego_rnn_ms",
+            stage="1",
+            epochs=1,
+            bn_calibration="off",
+            frame_store=store,
+            frame_store_dir=str(tmp_path / "frames"),
+        )
+        assert (trainer.store is not None) == (store == "on")
+        runs[store] = [without_time(r.to_dict()) for r in trainer.run()]
+    assert runs["on"] == runs["off"]
+    kinds = sorted(p.name for p in (tmp_path / "frames").glob("*/*.u8"))
+    assert kinds == ["mmaps.u8", "rgb.u8"]
+
+
+def test_frame_store_that_cannot_be_built_falls_back_or_stops(synthetic_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = {"frame_store_dir": str(blocker / "frames"), "bn_calibration": "off"}
+    with pytest.warns(UserWarning, match="decoding PNG files instead"):
+        trainer = make_trainer(synthetic_root, frame_store="auto", **settings)
+    assert trainer.store is None
+    with pytest.raises(EgotuneError, match=r"frame_store: .*a-file"):
+        make_trainer(synthetic_root, frame_store="on", **settings)
