@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--grace-period", type=int, metavar="E", help="ASHA (default max_t/10)")
     parser.add_argument("--reduction-factor", type=float, metavar="F", help="ASHA (default 3)")
     parser.add_argument(
-        "--num-samples", type=int, metavar="N", help="trials of sampled searches (default: all)"
+        "--num-samples", type=int, metavar="N", help="random/Optuna trials (default: as recorded)"
     )
     parser.add_argument(
         "--max-concurrent", type=int, default=4, metavar="N", help="trials at once (4)"
@@ -104,6 +104,8 @@ def _check_flags(args: argparse.Namespace, algorithms: Sequence[str]) -> None:
         raise UsageError(f"--seeds {args.seeds}: must be 1 or more")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples {args.num_samples}: must be 1 or more")
+    if args.num_samples is not None and not set(algorithms) & {"random", "optuna", "optuna+asha"}:
+        raise UsageError("--num-samples: only random, optuna and optuna+asha use it")
     if args.tolerance < 0:
         raise UsageError(f"--tolerance {args.tolerance:g}: must be 0 or more")
     asha = any(name in ("asha", "optuna+asha") for name in algorithms)
