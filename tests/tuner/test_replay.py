@@ -1,14 +1,21 @@
-"""Replays of recorded learning curves: loading, the epochs-to-target rule, ASHA on a real Ray."""
+"""Replays of recorded curves: loading, epochs to target, ASHA and `egotune replay` on Ray."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import ray
 
+from tuner import cli
 from tuner.errors import EgotuneError, UsageError
-from tuner.experiment import EpochPartWriter, TrialsTableWriter, write_experiment_metadata
+from tuner.experiment import (
+    EpochPartWriter,
+    TrialsTableWriter,
+    read_epochs,
+    write_experiment_metadata,
+)
 from tuner.replay import (
     TRIAL_KEY,
     ReplaySettings,
@@ -19,6 +26,8 @@ from tuner.replay import (
 )
 
 EPOCHS = 6
+FIXTURES = Path(__file__).resolve().parents[2] / "bench" / "fixtures"
+FIXTURE = "fig10-synthetic"
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +138,24 @@ def test_asha_replay_stops_bad_trials_and_still_finds_the_best(local_ray, tmp_pa
     assert outcome.trials == 8
     assert outcome.epochs < curves.total_epochs  # some trials stopped at a rung
     assert outcome.best == curves.best and outcome.epochs_to_target is not None
+
+
+def test_asha_replay_of_the_fixture_reports_its_cost_against_the_grid(
+    local_ray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["replay", FIXTURE, "--storage", str(FIXTURES), "--scheduler", "asha", "--seeds", "1"]
+    argv += ["--max-concurrent", "2"]
+    assert cli.main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    epochs = read_epochs(FIXTURES / FIXTURE)
+    assert report["trials"] == epochs["trial_id"].nunique() == 36
+    assert report["grid_epochs"] == len(epochs)
+    assert report["grid_best"] == epochs["val_acc"].max()
+    assert report["searches_over"] == ["gamma", "lr", "milestones", "weight_decay"]
+    (run,) = report["runs"]
+    assert run["algorithm"] == "asha" and run["trials"] == 36
+    assert run["epochs"] < report["grid_epochs"]  # ASHA stopped some trials
+    assert run["best"] <= report["grid_best"]
+    to_target = run["epochs_to_target"]
+    expected = None if to_target is None else to_target / report["grid_epochs"]
+    assert run["fraction_to_target"] == expected
