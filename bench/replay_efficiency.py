@@ -10,7 +10,14 @@ with :mod:`tuner.replay` under each scheduler and seed. For each run: the epochs
 trial came within ``--tolerance`` points of the grid's best, that as a fraction of the grid's
 epochs, and the best reached. The goal measured: ASHA within 1 point of the grid's best using at
 most 25% of the grid's epochs in at least 8 of 10 seeds. ``--asha-sweep`` replays ASHA with other
-(grace period, reduction factor) pairs over the same seeds, the evidence for ASHA's defaults.
+(grace period, reduction factor) pairs over the same seeds.
+
+ASHA (and Optuna+ASHA) run here with a grace period of 4 epochs and a reduction factor of 3, not
+with ``egotune search``'s defaults (a tenth of ``max_t``, so 2 of the fixture's 20 epochs, and 3).
+The fixture's curves cross at epoch 4: with ``lr`` 5e-4, the setting of every best trial, accuracy
+is 25-33% after 1-2 epochs against 46-54% with 1e-4, so a rung before epoch 4 stops the trials that
+end best. The recorded sweep (``2:3`` is the search default) is the evidence; it is measured on
+the same fixture, so it shows what a grace period must clear, not a universal value.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from tuner.replay import (
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fig10-synthetic"
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8
+DEFAULT_SWEEP = "2:3,3:3,4:2,4:4,6:3"  # grace:reduction; 2:3 is egotune search's default here
 
 
 def run_replays(
@@ -52,7 +60,15 @@ def run_replays(
             tolerance=args.tolerance,
             **(asha if "asha" in algorithm else {}),
         )
-        outcomes.append(replay_search(curves, settings))
+        outcome = replay_search(curves, settings)
+        outcomes.append(outcome)
+        print(  # progress: a full run takes minutes
+            f"{algorithm} {asha if 'asha' in algorithm else ''} seed {seed}: "
+            f"{outcome.epochs} epochs, to target "
+            f"{outcome.epochs_to_target}, best {outcome.best:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return outcomes
 
 
@@ -88,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", type=Path, help="results folder holding EXP")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per scheduler (10)")
     parser.add_argument("--schedulers", default=",".join(ALGORITHMS), help="comma-separated")
-    parser.add_argument("--grace-period", type=int, help="ASHA (default: max_t / 10)")
-    parser.add_argument("--reduction-factor", type=float, help="ASHA (default: 3)")
-    parser.add_argument("--asha-sweep", default="", help="more ASHA pairs, e.g. 1:2,1:3,2:4")
+    parser.add_argument("--grace-period", type=int, default=4, help="ASHA (4, see above)")
+    parser.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA (3)")
+    parser.add_argument(
+        "--asha-sweep",
+        default=DEFAULT_SWEEP,
+        help=f"more ASHA pairs ({DEFAULT_SWEEP}; '' for none)",
+    )
     parser.add_argument("--max-concurrent", type=int, default=4, help="trials at once (4)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="points from the best (1)")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -207,10 +207,10 @@ def _configurations(
 
 
 def _plain(value: Any) -> Any:
-    """A hashable plain-python value: numpy scalars unwrapped, lists as JSON text."""
-    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
-        return json.dumps([v.item() if hasattr(v, "item") else v for v in value])
-    return value.item() if hasattr(value, "item") else value
+    """A hashable plain-python value: numpy values unwrapped, lists as JSON text."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        value = value.tolist()
+    return json.dumps(list(value)) if isinstance(value, list | tuple) else value
 
 
 def _is_missing(value: Any) -> bool:
@@ -348,9 +348,9 @@ class ReplaySettings:
 
 def replay_search(curves: RecordedCurves, settings: ReplaySettings) -> ReplayOutcome:
     """Run one replayed search on Ray Tune (a local Ray unless one is connected)."""
+    import ray
     from ray import tune
 
-    from tuner._ray_session import connect
     from tuner._tune_mapping import build_tune_config
 
     if settings.grace_period is not None and settings.grace_period > curves.max_epoch:
@@ -358,7 +358,9 @@ def replay_search(curves: RecordedCurves, settings: ReplaySettings) -> ReplayOut
             f"--grace-period {settings.grace_period}: above the longest recorded trial "
             f"({curves.max_epoch} epochs)"
         )
-    connect(None, include_dashboard=False)
+    if not ray.is_initialized():
+        # A local Ray that keeps its workers' output to itself: the report is the output.
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     trace = _MetricTrace(curves.metric)
     space = _scheduler_space(curves, settings)
     trainable = tune.with_resources(
