@@ -119,10 +119,11 @@ def _check_flags(args: argparse.Namespace, algorithms: Sequence[str]) -> None:
 
 def _table(report: dict[str, Any]) -> str:
     unit = "%" if report["metric"].endswith("_acc") else ""
+    sign = "-" if report["mode"] == "max" else "+"
     lines = [
         f"replay of {report['experiment']}: {report['trials']} trials, "
         f"{report['grid_epochs']} epochs, best {report['metric']} {report['grid_best']:.2f}{unit}; "
-        f"target {report['target']:.2f}{unit} (within {report['tolerance']:g} of the best)",
+        f"target {report['target']:.2f}{unit} (best {sign} {report['tolerance']:g})",
         f"{'scheduler':<12} {'seed':>4} {'trials':>6} {'epochs':>6} {'to target':>9} "
         f"{'of grid':>7} {'best':>7}",
     ]
