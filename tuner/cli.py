@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "tuner._cli_search",
     "tuner._cli_submit",
     "tuner._cli_results",
+    "tuner._cli_replay",
     "tuner._cli_bench",
 )
 

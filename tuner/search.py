@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,9 @@ class SearchOptions:
     """CPUs of a local Ray started here (``None``: all of this machine's)."""
     verbose: int = 1
     argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+    trainable: Callable[..., None] = train_trial
+    """Function trainable of the trials, called as ``trainable(config, index=...)``; benchmarks
+    swap in one with fixed, known work to measure what the search machinery itself costs."""
 
 
 @dataclass
@@ -376,7 +379,7 @@ def _make_tuner(
     from tuner.callbacks import ParquetResultsCallback
 
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, index=index), trial_resources(space)
+        tune.with_parameters(options.trainable, index=index), trial_resources(space)
     )
     if options.resume:
         return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
