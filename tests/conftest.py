@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,12 @@ import pytest
 from data_pipeline import synthesize
 
 SYNTH_CLASSES = 4
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Decoded-frame stores of test runs go to a temporary folder, not the user's cache."""
+    if "EGOTUNE_CACHE_DIR" not in os.environ:
+        os.environ["EGOTUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="egotune-test-cache-")
 
 
 @pytest.fixture(scope="session")
