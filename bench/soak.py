@@ -1,7 +1,7 @@
 """Soak: hundreds of short trials through ``run_search``; the driver's memory and trial rate.
 
 Usage: ``egotune bench soak [--trials N] [--epochs E] [--epoch-seconds S] [--concurrency C]
-[--env KEY=VALUE ...] [--json] [--no-record]``
+[--env KEY=VALUE ...] [--reuse-actors] [--json] [--no-record]``
 
 Runs one grid search of ``N`` fixed-work trials (bench/tune_overhead.py's trainable: sleep per
 epoch, a small checkpoint per report) through :func:`tuner.search.run_search`, while a thread
@@ -103,7 +103,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         data = prepare(folder, num_cpus=args.concurrency)
         sampler = RssSampler(args.sample_seconds)
         sampler.start()
-        start, wall, experiment = run_fixed_work(space, trial, data, folder / "results", "soak")
+        start, wall, experiment = run_fixed_work(
+            space, trial, data, folder / "results", "soak", reuse_actors=args.reuse_actors
+        )
         end_rss = rss_mib()
         sampler.stop()
         ends = completion_times(experiment)
@@ -117,6 +119,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "rss_peak_mib": max(rss),
         "rss_growth_per_100_trials_mib": growth_per_100_trials(sampler.samples, ends),
         "env": list(args.env),
+        "reuse_actors": args.reuse_actors,
         "samples": [(round(t - start, 1), round(value, 1)) for t, value in sampler.samples],
         "completions_s": [round(end - start, 1) for end in ends],
     }
@@ -133,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="set for the run"
     )
+    parser.add_argument(
+        "--reuse-actors", action="store_true", help="SearchOptions.reuse_actors (off by default)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.env:
         headline["env"] = " ".join(args.env)
+    if args.reuse_actors:
+        headline["reuse_actors"] = True
     if not args.no_record:
         record("soak", headline, details={"args": vars(args), **figures})
     shown = {k: v for k, v in figures.items() if k not in ("samples", "completions_s")}

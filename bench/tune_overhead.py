@@ -1,7 +1,8 @@
 """What the search machinery costs: trials of known length through ``run_search``, wall vs ideal.
 
 Usage: ``egotune bench tune_overhead [--trials N] [--epochs E] [--epoch-seconds S]
-[--concurrency C] [--checkpoint-kib K] [--stream-results R] [--json] [--no-record]``
+[--concurrency C] [--checkpoint-kib K] [--stream-results R] [--reuse-actors] [--json]
+[--no-record]``
 
 Each trial sleeps ``--epoch-seconds`` per epoch (fixed, known work) and then reports the metrics and
 a checkpoint of ``--checkpoint-kib`` KiB, as the real trainable does after every epoch. The trials
@@ -94,11 +95,22 @@ def prepare(folder: Path, num_cpus: int) -> Path:
 
 
 def run_fixed_work(
-    space: SearchSpace, trial: FixedWorkTrial, data: Path, storage: Path, name: str
+    space: SearchSpace,
+    trial: FixedWorkTrial,
+    data: Path,
+    storage: Path,
+    name: str,
+    reuse_actors: bool = False,
 ) -> tuple[float, float, Path]:
     """Start time, wall seconds of ``run_search`` and the experiment folder it wrote."""
     options = SearchOptions(
-        data=data, storage=storage, name=name, verbose=0, argv=["bench"], trainable=trial
+        data=data,
+        storage=storage,
+        name=name,
+        verbose=0,
+        argv=["bench"],
+        trainable=trial,
+        reuse_actors=reuse_actors,
     )
     start = time.time()
     outcome = run_search(space, options)
@@ -159,7 +171,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="egotune-overhead-") as tmp:
         folder = Path(tmp)
         data = prepare(folder, num_cpus=args.concurrency)
-        start, wall, experiment = run_fixed_work(space, trial, data, folder / "results", "run")
+        start, wall, experiment = run_fixed_work(
+            space, trial, data, folder / "results", "run", reuse_actors=args.reuse_actors
+        )
         first_result_s, last_result_s = result_span(experiment, start)
         from tuner.experiment import read_epochs, read_trials
 
@@ -199,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stream-results", type=int, default=20000, help="results fed to the callback (20000)"
     )
+    parser.add_argument(
+        "--reuse-actors", action="store_true", help="SearchOptions.reuse_actors (off by default)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     figures = measure(args)
     headline = {
         "trials": f"{args.trials}x{figures['trial_seconds']:g}s/{args.concurrency} at once",
+        "reuse_actors": args.reuse_actors,
         "wall_s": round(figures["wall_s"], 1),
         "ideal_s": round(figures["ideal_s"], 1),
         "overhead": f"{figures['overhead']:.1%}",

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -103,6 +104,9 @@ class SearchOptions:
     trainable: Callable[..., None] = train_trial
     """Function trainable of the trials, called as ``trainable(config, index=...)``; benchmarks
     swap in one with fixed, known work to measure what the search machinery itself costs."""
+    reuse_actors: bool = False
+    """Let a trial process run later trials (Tune's ``reuse_actors``) instead of starting a new
+    process, with its ray and torch imports, for every trial."""
 
 
 @dataclass
@@ -386,10 +390,13 @@ def _make_tuner(
     callback = ParquetResultsCallback(
         experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs
     )
+    tune_config = build_tune_config(space, experiment_dir)
+    if options.reuse_actors:
+        tune_config = dataclasses.replace(tune_config, reuse_actors=True)
     return tune.Tuner(
         trainable,
         param_space=build_param_space(space, checkpoints),
-        tune_config=build_tune_config(space, experiment_dir),
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name=experiment_dir.name,
             storage_path=str(experiment_dir.parent),
