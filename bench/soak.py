@@ -10,7 +10,9 @@ every half second. Ray issue #64231 reports driver RSS growing linearly with the
 this measures it here: RSS at the start and end, the peak, and the growth per 100 completed trials
 (least-squares slope of RSS against trials completed, after the first 10% as warm-up), with the
 completion times taken from the epochs table (the trainable reports ``reported_at``). ``--env``
-sets Tune environment variables for the run, to measure a mitigation against the plain run.
+sets Tune environment variables for the run, to measure a mitigation against the plain run:
+``--env TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` drops Tune's per-trial CSV, JSON and TensorBoard
+loggers, which nothing in egotune reads (its results are the Parquet tables).
 """
 
 from __future__ import annotations
