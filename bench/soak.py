@@ -9,8 +9,10 @@ samples this process's resident memory (the Ray driver: Tune's controller, the P
 every half second. Ray issue #64231 reports driver RSS growing linearly with the number of trials;
 this measures it here: RSS at the start and end, the peak, and the growth per 100 completed trials
 (least-squares slope of RSS against trials completed, after the first 10% as warm-up), with the
-completion times taken from Tune's ``result.json`` files. ``--env`` sets Tune environment
-variables for the run, to measure a mitigation against the plain run.
+completion times taken from the epochs table (the trainable reports ``reported_at``). ``--env``
+sets Tune environment variables for the run, to measure a mitigation against the plain run:
+``--env TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` drops Tune's per-trial CSV, JSON and TensorBoard
+loggers, which nothing in egotune reads (its results are the Parquet tables).
 """
 
 from __future__ import annotations
@@ -64,13 +66,10 @@ class RssSampler(threading.Thread):
 
 
 def completion_times(experiment: Path) -> list[float]:
-    """Per trial, the timestamp of its last result, sorted."""
-    ends = []
-    for path in experiment.glob("*/result.json"):
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        if lines:
-            ends.append(float(json.loads(lines[-1])["timestamp"]))
-    return sorted(ends)
+    """Per trial, when it reported its last epoch (``reported_at`` in the epochs table), sorted."""
+    from tuner.experiment import read_epochs
+
+    return sorted(read_epochs(experiment).groupby("trial_id")["reported_at"].max().tolist())
 
 
 def growth_per_100_trials(
