@@ -53,7 +53,7 @@ from bench._record import record
 from models import set_stage_mode, stage_param_groups, tap_size
 from tuner._families import family_for
 from tuner._model_factory import build_model
-from tuner.config import MODEL_NAMES, TrainConfig
+from tuner.config import MODEL_NAMES, TrainConfig, parse_overrides
 
 CLASSES = 61
 # Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets: (bf16, tf32). Matched in order
@@ -74,10 +74,19 @@ class Case:
     stage: int
     frames: int
     precision: str
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Further configuration keys (``--set``), e.g. ``(("ms_layer", "conv4"),)``."""
+
+    @property
+    def name(self) -> str:
+        """The model name, with the ``--set`` keys when there are any."""
+        if not self.extra:
+            return self.model
+        return f"{self.model} ({', '.join(f'{k}={v}' for k, v in self.extra)})"
 
     @property
     def label(self) -> str:
-        return f"{self.model} s{self.stage} T{self.frames} {self.precision}"
+        return f"{self.name} s{self.stage} T{self.frames} {self.precision}"
 
 
 @dataclass
@@ -141,15 +150,18 @@ class TensorPeak(TorchDispatchMode):
 
 
 def config_for(case: Case, batch: int, crop: int) -> TrainConfig:
-    return TrainConfig(
-        model=case.model,
-        stage=str(case.stage),
-        frames=case.frames,
-        batch_size=batch,
-        crop_size=crop,
-        weights="none",
-        precision=case.precision,
-        channels_last=case.precision == "bf16",
+    return TrainConfig.from_dict(
+        {
+            "model": case.model,
+            "stage": str(case.stage),
+            "frames": case.frames,
+            "batch_size": batch,
+            "crop_size": crop,
+            "weights": "none",
+            "precision": case.precision,
+            "channels_last": case.precision == "bf16",
+            **dict(case.extra),
+        }
     )
 
 
@@ -222,7 +234,7 @@ def plan(case: Case, batch: int, crop: int) -> Result:
         step, live = make_step(cfg, torch.device("cpu"))
         gflops, mib = account(step, live, batch)
     return Result(
-        case.model, case.stage, case.frames, case.precision, batch, crop, "fake", gflops, mib
+        case.name, case.stage, case.frames, case.precision, batch, crop, "fake", gflops, mib
     )
 
 
@@ -233,7 +245,7 @@ def measure(
     step, live = make_step(cfg, device)
     gflops, mib = account(step, live, batch)
     result = Result(
-        case.model, case.stage, case.frames, case.precision, batch, crop, str(device), gflops, mib
+        case.name, case.stage, case.frames, case.precision, batch, crop, str(device), gflops, mib
     )
     if steps == 0:  # memory and FLOPs only
         return result
@@ -272,14 +284,19 @@ def stages_of(model: str) -> tuple[int, ...]:
     return (1,) if model in ("flow_resnet34", "two_stream") else (1, 2)
 
 
-def cases_for(models: list[str], frames: list[int], precisions: list[str]) -> list[Case]:
+def cases_for(
+    models: list[str],
+    frames: list[int],
+    precisions: list[str],
+    extra: tuple[tuple[str, Any], ...] = (),
+) -> list[Case]:
     """Every model, stage, T and precision; the flow network reads no RGB frames, so one T."""
     cases = []
     for model in models:
         counts = frames[:1] if model == "flow_resnet34" else frames
         for stage in stages_of(model):
             for t in counts:
-                cases += [Case(model, stage, t, p) for p in precisions]
+                cases += [Case(model, stage, t, p, extra) for p in precisions]
     return cases
 
 
@@ -309,6 +326,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further configuration key for every case, e.g. --set ms_layer=conv4",
+    )
+    parser.add_argument(
         "--no-record", action="store_true", help="do not write bench/results or bench/RESULTS.md"
     )
     return parser.parse_args(argv)
@@ -335,7 +360,17 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             ","
         ),
         "steps": args.steps if args.steps is not None else (10 if device.type == "cuda" else 1),
+        "extra": _extra_settings(args.overrides),
     }
+
+
+def _extra_settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
+    try:
+        values = parse_overrides(items)
+        TrainConfig.from_dict(values)
+    except ValueError as exc:
+        raise SystemExit(f"--set {exc}") from None
+    return tuple(sorted(values.items()))
 
 
 def markdown(results: list[Result]) -> str:
@@ -378,7 +413,7 @@ def run_case(case: Case, opts: dict[str, Any], given_peak: float | None) -> Resu
     torch.cuda.empty_cache()
     nan = float("nan")
     return Result(
-        case.model,
+        case.name,
         case.stage,
         case.frames,
         case.precision,
@@ -394,7 +429,7 @@ def run_case(case: Case, opts: dict[str, Any], given_peak: float | None) -> Resu
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     opts = settings(args)
-    cases = cases_for(opts["models"], opts["frames"], opts["precisions"])
+    cases = cases_for(opts["models"], opts["frames"], opts["precisions"], opts["extra"])
     device = opts["device"]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(

@@ -106,13 +106,22 @@ class ResNetBackbone(nn.Module):
         return self.from_conv3(self.to_conv3(frames))
 
     def layer4_convs(self) -> list[nn.Conv2d]:
-        """The residual-branch convolutions of every layer4 block, in order.
+        """The residual-branch convolutions of every layer4 block: what the report's stage 2
+        fine-tunes (see :meth:`residual_convs`)."""
+        return self.residual_convs("conv5")
 
-        conv1/conv2 of each BasicBlock (conv1/conv2/conv3 of each Bottleneck): what the report's
-        stage 2 fine-tunes. The downsample shortcut and the BatchNorms are not included.
+    def residual_convs(self, tap: str) -> list[nn.Conv2d]:
+        """The residual-branch convolutions of every block of the layer behind ``tap``, in order.
+
+        conv1/conv2 of each BasicBlock (conv1/conv2/conv3 of each Bottleneck) of layer2 (conv3),
+        layer3 (conv4) or layer4 (conv5). The downsample shortcut and the BatchNorms are not
+        included, as in the report's stage 2.
         """
+        layer = {"conv3": self.layer2, "conv4": self.layer3, "conv5": self.layer4}.get(tap)
+        if layer is None:
+            raise ValueError(f"tap: must be one of {', '.join(TAPS)}; got {tap!r}")
         names = ("conv1", "conv2", "conv3")
-        return [getattr(b, n) for b in self.layer4 for n in names if hasattr(b, n)]
+        return [getattr(b, n) for b in layer for n in names if hasattr(b, n)]
 
 
 def _last_block_outputs(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,11 @@ conv4 (layer3) or conv5 (layer4, after BatchNorm and ReLU), so the map side l is
 /16 or /32. The head is computed in every mode; evaluation scores the action logits alone and the
 training engine adds ``ms_loss`` on ``"ms"`` only while training.
 
+Stage 2 trains, besides Ego-RNN's stage-2 set and the head, the residual-branch convolutions of
+every backbone layer from the tap up to conv5 (layer3 for conv4; layer2 and layer3 for conv3),
+BatchNorm kept in eval mode as for layer4: the report moves the head down "to force the training
+on more low level layers", so the MS gradient has to reach the features the action path reads.
+
 The static-dynamic model (the report's §3.5) adds Dropout(0.7) + Linear(mem, 2) on the pooled cell
 state c_T, trained to tell real clips (label ``DYNAMIC`` = 0) from clips repeating one frame
 (label ``STATIC`` = 1, see :func:`static_clip`). Its loss is weighted by alpha in the engine.
@@ -20,7 +25,7 @@ from models._registry import register_model
 from models._weights import Weights
 from models.backbone import tap_size
 from models.ego_rnn import EgoRnn, check_clip
-from models.motion_segmentation import MotionSegmentationHead
+from models.motion_segmentation import MotionSegmentationHead, report_ms_dropout
 from models.stages import StagePlan, check_stage
 
 __all__ = [
@@ -35,6 +40,8 @@ __all__ = [
 
 DYNAMIC = 0
 """Static-dynamic label of a real clip."""
+_TAPS_BELOW_CONV5 = {"conv5": (), "conv4": ("conv4",), "conv3": ("conv3", "conv4")}
+"""Backbone layers (by tap) between an MS head's tap and conv5, which its stage 2 trains."""
 STATIC = 1
 """Static-dynamic label of a clip that repeats one frame."""
 
@@ -53,6 +60,7 @@ class EgoRnnMs(EgoRnn):
         input_size: int = 224,
         ms_layer: str = "conv5",
         ms_task: str = "classification",
+        ms_dropout: float | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -65,7 +73,8 @@ class EgoRnnMs(EgoRnn):
         self.ms_layer, self.ms_task = ms_layer, ms_task
         map_size = tap_size(input_size, ms_layer)  # also rejects an unknown ms_layer
         channels = self.backbone.tap_channels[ms_layer]
-        self.ms_head = MotionSegmentationHead(channels, map_size, ms_task)
+        dropout = report_ms_dropout(ms_layer) if ms_dropout is None else ms_dropout
+        self.ms_head = MotionSegmentationHead(channels, map_size, ms_task, dropout=dropout)
 
     def forward(self, rgb: Tensor) -> dict[str, Tensor]:
         """Clip (B, T, 3, input_size, input_size) -> ``logits`` (B, classes), ``features``
@@ -79,9 +88,13 @@ class EgoRnnMs(EgoRnn):
         return out
 
     def stage_plan(self, stage: int | str) -> StagePlan:
-        """Ego-RNN's stages; stage 2 also trains the MS head (in the ``main`` group)."""
+        """Ego-RNN's stages; stage 2 also trains the MS head and the convolutions between its tap
+        and conv5 (all in the ``main`` group; their BatchNorms stay in eval mode)."""
         plan = super().stage_plan(stage)
         if check_stage(stage) == 2:
+            for tap in _TAPS_BELOW_CONV5[self.ms_layer]:
+                for conv in self.backbone.residual_convs(tap):
+                    plan.add("main", conv, [conv.weight])
             plan.add("main", self.ms_head)
         return plan
 
@@ -100,6 +113,7 @@ class EgoRnnMsSd(EgoRnnMs):
         input_size: int = 224,
         ms_layer: str = "conv5",
         ms_task: str = "classification",
+        ms_dropout: float | None = None,
         sd_train_conv5: bool = False,
     ) -> None:
         super().__init__(
@@ -111,6 +125,7 @@ class EgoRnnMsSd(EgoRnnMs):
             input_size=input_size,
             ms_layer=ms_layer,
             ms_task=ms_task,
+            ms_dropout=ms_dropout,
         )
         self.sd_train_conv5 = sd_train_conv5
         self.sd_head = nn.Sequential(nn.Dropout(0.7), nn.Linear(mem_size, 2))
@@ -154,8 +169,10 @@ def ego_rnn_ms(
     input_size: int = 224,
     ms_layer: str = "conv5",
     ms_task: str = "classification",
+    ms_dropout: float | None = None,
 ) -> EgoRnnMs:
-    """Ego-RNN with the motion-segmentation head (frames must be ``input_size`` square)."""
+    """Ego-RNN with the motion-segmentation head (frames must be ``input_size`` square);
+    ``ms_dropout=None`` takes the report's dropout for the tap."""
     return EgoRnnMs(
         num_classes=num_classes,
         mem_size=mem_size,
@@ -165,6 +182,7 @@ def ego_rnn_ms(
         input_size=input_size,
         ms_layer=ms_layer,
         ms_task=ms_task,
+        ms_dropout=ms_dropout,
     )
 
 
@@ -179,6 +197,7 @@ def ego_rnn_ms_sd(
     input_size: int = 224,
     ms_layer: str = "conv5",
     ms_task: str = "classification",
+    ms_dropout: float | None = None,
     sd_train_conv5: bool = False,
 ) -> EgoRnnMsSd:
     """Ego-RNN with the motion-segmentation head and the static-dynamic discriminator."""
@@ -191,5 +210,6 @@ def ego_rnn_ms_sd(
         input_size=input_size,
         ms_layer=ms_layer,
         ms_task=ms_task,
+        ms_dropout=ms_dropout,
         sd_train_conv5=sd_train_conv5,
     )

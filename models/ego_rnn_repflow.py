@@ -3,8 +3,10 @@
 The report's third extension (notes §3.8): the representation-flow layer of Piergiovanni & Ryoo
 (CVPR 2019) sits on the conv3 (layer2) maps of consecutive frames; its T-1 flow representations go
 through layer3 and layer4, the optional CAM attention and the ConvLSTM, which therefore runs over
-T-1 steps. The layer trains in stage 2, in its own optimiser group ``repflow`` (the original
-trains it at 0.01x the base learning rate).
+T-1 steps. The layer trains in stage 2: its TV-L1 parameters (theta, lambda, tau and the derivative
+kernels) in their own optimiser group ``repflow``, which the engine runs at ``lr_repflow_scale``
+(0.01) times the base rate as the official code does; its bottleneck, expansion and BatchNorm in
+the ``main`` group at the base rate.
 """
 
 from __future__ import annotations
@@ -56,11 +58,15 @@ class EgoRnnRepFlow(EgoRnn):
         return self.classify(self.pooled_memory(attended.unflatten(0, (B, T - 1))))
 
     def stage_plan(self, stage: int | str) -> StagePlan:
-        """Ego-RNN's stages; stage 2 also trains the representation-flow layer (group
-        ``repflow``, in train mode, BatchNorm included)."""
+        """Ego-RNN's stages; stage 2 also trains the representation-flow layer in train mode
+        (BatchNorm included): TV-L1 parameters in group ``repflow``, the rest in ``main``."""
         plan = super().stage_plan(stage)
         if check_stage(stage) == 2:
-            plan.add("repflow", self.repflow)
+            tvl1 = self.repflow.tvl1
+            own = set(map(id, tvl1.parameters()))
+            rest: list[Tensor] = [p for p in self.repflow.parameters() if id(p) not in own]
+            plan.add("main", self.repflow, rest)
+            plan.add("repflow", tvl1)
         return plan
 
 

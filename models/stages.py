@@ -9,8 +9,8 @@ group with its own learning rate, the flow branch's layer4.
 
 Every model of the package describes itself with a :class:`StagePlan`; the functions below
 apply it. Groups carry no learning rate: the training engine adds one per group name
-(``main``; ``flow`` for the two-stream flow layer4; ``repflow`` for the representation-flow
-layer, which the original trains at 0.01x the base rate).
+(``main``; ``flow`` for the two-stream flow layer4; ``repflow`` for the TV-L1 parameters of the
+representation-flow layer, which the original trains at 0.01x the base rate).
 """
 
 from __future__ import annotations

@@ -115,6 +115,7 @@ def _show_space(args: argparse.Namespace) -> int:
 def _space_json(space: SearchSpace) -> dict[str, Any]:
     """``{"name", "scheduler", "trials"}`` (plus ``"distributions"`` for a sampled space)."""
     result: dict[str, Any] = {"name": space.name, "scheduler": space.scheduler.to_dict()}
+    result["warnings"] = list(space.warnings)
     if space.is_sampled:
         result["distributions"] = {k: d.to_dict() for k, d in space.sample.items()}
     result["trials"] = space.expand()
@@ -124,6 +125,8 @@ def _space_json(space: SearchSpace) -> dict[str, Any]:
 def _print_space(space: SearchSpace) -> None:
     settings = {k: v for k, v in space.scheduler.to_dict().items() if k != "points_to_evaluate"}
     print(f"name: {space.name}\nfile: {space.source}")
+    for warning in space.warnings:
+        print(f"warning: {warning}")
     if space.report:
         print(f"report: {space.report}")
     print(f"scheduler: {_pairs(settings)}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tuner.config import MODEL_NAMES, TrainConfig, parse_overrides
+from tuner.config import MODEL_NAMES, TrainConfig, config_warnings, parse_overrides
 from tuner.errors import EgotuneError, UsageError
 
 __all__ = ["register"]
@@ -73,6 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     from tuner.engine import Trainer
 
     config = build_config(args)
+    for warning in config_warnings(config):
+        print(f"egotune: warning: {warning}", file=sys.stderr)
     if not args.data.is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     out: Path = args.out

@@ -34,7 +34,7 @@ def _kwargs(cfg: TrainConfig, model: str, num_classes: int) -> dict[str, Any]:
         return {**common, "flow_stack": cfg.flow_stack}
     rgb = {**common, "mem_size": cfg.mem_size, "cam": cfg.cam}
     if model in ("ego_rnn_ms", "ego_rnn_ms_sd"):
-        rgb.update(ms_layer=cfg.ms_layer, ms_task=cfg.ms_task)
+        rgb.update(ms_layer=cfg.ms_layer, ms_task=cfg.ms_task, ms_dropout=cfg.ms_dropout)
     if model == "ego_rnn_ms_sd":
         rgb["sd_train_conv5"] = cfg.sd_train_conv5
     if model == "ego_rnn_repflow":

@@ -24,6 +24,7 @@ __all__ = [
     "AuxWeights",
     "StageSettings",
     "TrainConfig",
+    "config_warnings",
     "flatten_config",
     "parse_overrides",
     "report_defaults",
@@ -107,6 +108,10 @@ class TrainConfig:
     """LR decay factor; ``None`` takes the report's value."""
     lr_flow: float = 1e-4
     """Learning rate of the flow network's layer4 in the two-stream model."""
+    lr_repflow_scale: float = 0.01
+    """Learning-rate multiplier of the representation-flow layer's TV-L1 parameters (theta,
+    lambda, tau, derivative kernels): 0.01 as in the official code; its bottleneck, expansion and
+    BatchNorm train at the base rate."""
     stage1: StageSettings = field(default_factory=StageSettings)
     """Stage-1 optimisation settings used when ``stage`` is ``both``."""
     alpha: AuxWeights = field(default_factory=AuxWeights)
@@ -125,8 +130,9 @@ class TrainConfig:
     """DataLoader worker processes (0 loads in the training process)."""
     pin_memory: bool = False
     """Pin host memory of batches (useful with CUDA)."""
-    drop_last: bool = False
-    """Drop the last incomplete training batch."""
+    drop_last: bool = True
+    """Drop the last incomplete training batch, as the report's notebooks do (341 -> 320 GTEA61
+    training clips per epoch at batch 32); the original Ego-RNN code keeps it (``false``)."""
     frame_store: str = "auto"
     """Read frames from the node's decoded-frame store instead of decoding PNG files: ``on``,
     ``off``, or ``auto`` (on unless the store cannot be built there, e.g. the disk lacks the
@@ -163,8 +169,12 @@ class TrainConfig:
     """mmap target: ``binary`` (0/1) or ``gray`` (cell mean, regression only)."""
     ms_downsample: str = "point"
     """mmap downsampling: ``point`` (cell centres) or ``grid`` (block mean, the grid technique)."""
-    ms_loss_norm: str = "pixel"
-    """``pixel`` (mean over cells) or ``frame_sum`` (the report's per-frame sum)."""
+    ms_loss_norm: str = "frame_sum"
+    """``frame_sum`` (the report's sum over cells / (B*T)) or ``pixel`` (mean over cells, l^2
+    times smaller)."""
+    ms_dropout: float | None = None
+    """Dropout of the motion-segmentation head before its linear layer; ``None`` takes the
+    report's: 0.5 on conv5, 0.2 on conv4 / conv3."""
     sd_train_conv5: bool = False
     """Let the static-dynamic loss reach conv5 (layer4) as well as the ConvLSTM and its head."""
     repflow_iters: int = 10
@@ -245,6 +255,19 @@ class TrainConfig:
             for f in fields(StageSettings)
         }
         return StageSettings(**resolved)
+
+
+def config_warnings(cfg: TrainConfig) -> list[str]:
+    """Settings that are valid but depart from the report in a way worth a line, one per key."""
+    found = []
+    ms_model = cfg.model in ("ego_rnn_ms", "ego_rnn_ms_sd")
+    if ms_model and cfg.ms_task == "classification" and cfg.ms_downsample == "grid":
+        found.append(
+            "ms_downsample: grid with ms_task=classification turns each cell's block mean into a "
+            "majority vote; the report uses the grid technique only for regression and "
+            "downsamples binary maps by point"
+        )
+    return found
 
 
 def report_defaults(model: str, stage: int) -> StageSettings:
@@ -389,7 +412,7 @@ def _coerce(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if isinstance(value, list):
             setattr_(cfg, name, tuple(value))
-    for name in ("lr", "weight_decay", "gamma", "lr_flow"):
+    for name in ("lr", "weight_decay", "gamma", "lr_flow", "lr_repflow_scale", "ms_dropout"):
         value = getattr(cfg, name)
         numeric_text = isinstance(value, str) and _looks_numeric(value)
         if numeric_text or (isinstance(value, int) and not isinstance(value, bool)):
@@ -457,6 +480,7 @@ def _validate(cfg: TrainConfig) -> None:
         prefix="",
     )
     _check_positive("lr_flow", cfg.lr_flow)
+    _check_positive("lr_repflow_scale", cfg.lr_repflow_scale)
     _check_int("crop_size", cfg.crop_size, 32)
     _check_int("seed", cfg.seed, 0)
     if not isinstance(cfg.device, str) or not (
@@ -490,6 +514,8 @@ def _validate(cfg: TrainConfig) -> None:
     _check_choice("ms_loss_norm", cfg.ms_loss_norm, ("pixel", "frame_sum"))
     if cfg.ms_target == "gray" and cfg.ms_task != "regression":
         raise ValueError("ms_target: gray targets need ms_task=regression")
+    if cfg.ms_dropout is not None and not (_is_number(cfg.ms_dropout) and 0 <= cfg.ms_dropout < 1):
+        raise ValueError(f"ms_dropout: must be in [0, 1) or null, got {cfg.ms_dropout!r}")
     _check_int("repflow_iters", cfg.repflow_iters, 1)
     for name in ("init_checkpoint", "rgb_checkpoint", "flow_checkpoint"):
         value = getattr(cfg, name)

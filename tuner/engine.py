@@ -24,7 +24,6 @@ stage-1 state.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 import warnings
@@ -53,7 +52,15 @@ from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_sta
 from tuner.config import StageSettings, TrainConfig
 from tuner.errors import EgotuneError
 
-__all__ = ["TIME_FIELDS", "EpochRecord", "Trainer", "frame_store_dir", "resolve_device"]
+__all__ = [
+    "TIME_FIELDS",
+    "EpochRecord",
+    "Trainer",
+    "best_weights_checkpoint",
+    "frame_store_dir",
+    "merge_best_weights",
+    "resolve_device",
+]
 
 TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
 """Fields of an :class:`EpochRecord` that measure time and so differ between identical runs."""
@@ -169,7 +176,7 @@ class Trainer:
         self.stage_epoch = 0
         self.global_epoch = 0
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0}
-        self.stage1_best_model: dict[str, Tensor] | None = None
+        self.best_model: dict[str, Tensor] | None = None
         self._enter_stage(self.stages[0])
         if _wants_bn_calibration(config):
             self._calibrate_batchnorm()
@@ -213,7 +220,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "best": dict(self.best),
-            "stage1_best_model": self.stage1_best_model,
+            "best_model": self.best_model,
             "rng": capture_rng_state(),
             "data_order": {"seed": self.config.seed, "next_epoch": self.global_epoch + 1},
         }
@@ -229,23 +236,31 @@ class Trainer:
         self.stage_epoch = int(state["stage_epoch"])
         self.global_epoch = int(state["epoch"])
         self.best = dict(state["best"])
-        self.stage1_best_model = state.get("stage1_best_model")
+        # checkpoints of earlier versions kept the stage-1 best only, under another name
+        self.best_model = state.get("best_model", state.get("stage1_best_model"))
         restore_rng_state(state["rng"])
+
+    def best_weights(self) -> dict[str, Tensor]:
+        """Full model weights of the current stage's best epoch (the first one reaching the best
+        validation accuracy): what stage chaining and prerequisites hand on."""
+        return merge_best_weights(_cpu_state(self.model.state_dict()), self.best_model)
 
     # -- stages --------------------------------------------------------------------------------
     def _enter_stage(self, stage: int) -> None:
         self._settings: StageSettings = self.config.stage_settings(stage)
         self.model.train()
         set_stage_mode(self.model, stage)
+        self._changing = _changing_keys(self.model)
         self.optimizer = _build_optimizer(self.model, stage, self.config, self._settings)
         self.scheduler = _build_scheduler(self.optimizer, self.config, self._settings)
         self.stage_epoch = 0
         self.best = {"val_acc": -1.0, "epoch": 0}
+        self.best_model = None
 
     def _advance_stage(self) -> None:
-        if self.stage1_best_model is not None:
-            self.model.load_state_dict(self.stage1_best_model)
-        self.stage1_best_model = None
+        if self.best_model is not None:
+            # the stage changed only these entries, so they restore its best epoch exactly
+            self.model.load_state_dict(self.best_model, strict=False)
         self.stage_index += 1
         self._enter_stage(self.stage)
 
@@ -286,10 +301,10 @@ class Trainer:
         self.scheduler.step()
         self.global_epoch = epoch
         self.stage_epoch += 1
-        if val["acc"] > self.best["val_acc"]:  # strict, as the report's model selection
+        if val["acc"] > self.best["val_acc"]:  # strict: the first best epoch, as the report
             self.best = {"val_acc": val["acc"], "epoch": epoch}
-            if self.stage == 1 and len(self.stages) > 1:
-                self.stage1_best_model = copy.deepcopy(_cpu_state(self.model.state_dict()))
+            state = self.model.state_dict()
+            self.best_model = _cpu_state({k: state[k] for k in self._changing})
         return EpochRecord(
             epoch=epoch,
             stage=self.stage,
@@ -446,7 +461,7 @@ def _build_optimizer(
     for group in stage_param_groups(model, stage):
         params = [p for p in group["params"] if p.requires_grad]
         if params:
-            lr = cfg.lr_flow if group["name"] == "flow" else settings.lr
+            lr = _group_lr(group["name"], cfg, settings)
             groups.append({"params": params, "lr": lr, "name": group["name"]})
     if not groups:
         raise ValueError(f"stage: model {cfg.model} has no trainable parameters in stage {stage}")
@@ -454,6 +469,17 @@ def _build_optimizer(
     if settings.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=decay)
     return torch.optim.Adam(groups, lr=lr, eps=1e-4, weight_decay=decay)
+
+
+def _group_lr(name: str, cfg: TrainConfig, settings: StageSettings) -> float:
+    """Learning rate of an optimiser group: the base rate, but for the two-stream flow layer4
+    (``lr_flow``) and the representation-flow TV-L1 parameters (base x ``lr_repflow_scale``)."""
+    base = float(settings.lr or 0.0)
+    if name == "flow":
+        return cfg.lr_flow
+    if name == "repflow":
+        return base * cfg.lr_repflow_scale
+    return base
 
 
 def _build_scheduler(
@@ -494,6 +520,41 @@ def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, 
 
 def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def merge_best_weights(
+    model_state: dict[str, Tensor], best_model: dict[str, Tensor] | None
+) -> dict[str, Tensor]:
+    """Full weights of the best epoch: ``model_state`` (taken during the same stage, so its
+    frozen entries equal the best epoch's) with the entries the stage trains taken from
+    ``best_model``. Without a best yet, ``model_state`` itself."""
+    return {**model_state, **(best_model or {})}
+
+
+def best_weights_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """From a :meth:`Trainer.state_dict`, the weights-only checkpoint of its current stage's best
+    epoch, as stage chaining and prerequisites hand it on (``init_checkpoint`` reads ``model``)."""
+    stages = TrainConfig.from_dict(state["config"]).stages
+    return {
+        "config": state["config"],
+        "classes": state["classes"],
+        "stage": stages[int(state["stage_index"])],
+        "epoch": int(state["best"]["epoch"]),
+        "val_acc": float(state["best"]["val_acc"]),
+        "model": merge_best_weights(state["model"], state.get("best_model")),
+    }
+
+
+def _changing_keys(model: nn.Module) -> list[str]:
+    """State-dict keys that training in the current stage mode can change: the parameters that
+    require gradients and the buffers (BatchNorm statistics) of modules in train mode."""
+    keys = [name for name, p in model.named_parameters() if p.requires_grad]
+    for prefix, module in model.named_modules():
+        if module.training:
+            keys += [
+                f"{prefix}.{n}" if prefix else n for n, _ in module.named_buffers(recurse=False)
+            ]
+    return keys
 
 
 def _mix(*values: int) -> int:

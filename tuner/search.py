@@ -43,13 +43,16 @@ from tuner._tune_mapping import (
     resolve_trial_config,
     trial_resources,
 )
+from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.config import TrainConfig, flatten_config
+from tuner.engine import best_weights_checkpoint
 from tuner.errors import EgotuneError, UsageError
 from tuner.experiment import write_experiment_metadata
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
 from tuner.trainable import CHECKPOINT_SCORE, STATE_FILE, train_trial
 
 __all__ = [
+    "BEST_WEIGHTS_FILE",
     "DATASET_CHECKS_DIR",
     "DEFAULT_MAX_FAILURES",
     "MIN_FREE_BYTES",
@@ -62,6 +65,8 @@ __all__ = [
 
 DEFAULT_MAX_FAILURES = 3
 PREREQUISITES_DIR = "_prerequisites"
+BEST_WEIGHTS_FILE = "best.pt"
+"""Weights of a prerequisite run's best epoch, in its folder: what its consumers start from."""
 DATASET_CHECKS_DIR = "_dataset_checks"
 """``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
 MIN_FREE_BYTES = 1 << 30
@@ -84,6 +89,7 @@ _INHERITED_KEYS = (
     "train_users",
     "val_users",
     "batch_size",
+    "drop_last",
 )
 
 
@@ -131,6 +137,8 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     _refuse_uri_storage(options.storage)
     storage = _prepare_storage(options.storage)
     name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for warning in space.warnings:
+        print(f"warning: {warning}", flush=True)
     experiment_dir = storage / name
     _check_experiment_dir(experiment_dir, resume=options.resume)
     index = _load_index(options.data, storage, space)
@@ -338,17 +346,19 @@ def _train_prerequisite(
                 name="run",
                 storage_path=str(folder),
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                checkpoint_config=_checkpoint_config(),
+                checkpoint_config=_checkpoint_config(keep_best=False),
                 verbose=options.verbose,
             ),
         )
     result = tuner.fit()[0]
     if result.error is not None:
         raise EgotuneError(f"prerequisite run {folder.name} failed: {result.error}")
-    best = result.get_best_checkpoint(CHECKPOINT_SCORE, "max")
-    if best is None:
+    if result.checkpoint is None:
         raise EgotuneError(f"prerequisite run {folder.name} left no checkpoint")
-    return str(Path(best.path) / STATE_FILE)
+    # The engine's own best (the first epoch reaching the best accuracy, as the report selects),
+    # not the checkpoint Tune's manager kept, which on ties is the last such epoch.
+    state = load_checkpoint(Path(result.checkpoint.path) / STATE_FILE)
+    return str(save_checkpoint(best_weights_checkpoint(state), folder / BEST_WEIGHTS_FILE))
 
 
 def _flat_config(config: TrainConfig) -> dict[str, Any]:
@@ -358,9 +368,12 @@ def _flat_config(config: TrainConfig) -> dict[str, Any]:
 # -- the tuner ----------------------------------------------------------------------------------
 
 
-def _checkpoint_config() -> Any:
+def _checkpoint_config(*, keep_best: bool = True) -> Any:
+    """Keep the latest checkpoint, and with ``keep_best`` the best final-stage one beside it."""
     from ray import tune
 
+    if not keep_best:
+        return tune.CheckpointConfig(num_to_keep=1)
     return tune.CheckpointConfig(
         num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"
     )

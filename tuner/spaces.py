@@ -32,6 +32,7 @@ import yaml
 from tuner.config import (
     MODEL_NAMES,
     TrainConfig,
+    config_warnings,
     flatten_config,
     parse_overrides,
     yaml_error_text,
@@ -446,6 +447,8 @@ class SearchSpace:
     """Named prerequisite runs."""
     document: dict[str, Any] = field(repr=False, compare=False)
     """Canonical form of the file (flat keys, explicit settings only), used for overrides."""
+    warnings: tuple[str, ...] = ()
+    """Valid settings that depart from the report (``config_warnings``), each with its trials."""
 
     @property
     def is_sampled(self) -> bool:
@@ -644,8 +647,10 @@ def parse_space(document: Any, source: str = "<string>", name: str | None = None
         prerequisites=prerequisites,
         document=_canonical_document(document, sections, prerequisites, settings),
     )
-    max_epochs = _validate_trials(space)
-    return replace(space, scheduler=_fill_asha_defaults(source, settings, max_epochs))
+    max_epochs, warned = _validate_trials(space)
+    return replace(
+        space, scheduler=_fill_asha_defaults(source, settings, max_epochs), warnings=warned
+    )
 
 
 def _optional_text(source: str, key: str, value: Any) -> str | None:
@@ -1034,12 +1039,14 @@ def _trial_variants(space: SearchSpace, cell: dict[str, Any]) -> Iterator[dict[s
         yield {**cell, **point}
 
 
-def _validate_trials(space: SearchSpace) -> int:
-    """Check every trial with ``TrainConfig.from_dict``; returns the most epochs a trial trains."""
+def _validate_trials(space: SearchSpace) -> tuple[int, tuple[str, ...]]:
+    """Check every trial with ``TrainConfig.from_dict``; returns the most epochs a trial trains
+    and the configuration warnings, each naming the file, the key and how many trials it hits."""
     _check_match_keys(space)
     provided = {p.provides: _placeholder(p.name) for p in space.trial_level_prerequisites()}
     varying = space.varying_keys
     max_epochs = 1
+    warned: dict[str, int] = {}
     for cell in space.expand():
         for trial in _trial_variants(space, cell):
             shown = {k: trial[k] for k in varying if k in trial}
@@ -1048,10 +1055,16 @@ def _validate_trials(space: SearchSpace) -> int:
             max_epochs = max(
                 max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
             )
+            for message in config_warnings(config):
+                warned[message] = warned.get(message, 0) + 1
     for run in space.prerequisite_runs():
         needs = {space.prerequisites[name].provides: _placeholder(name) for name, _ in run.requires}
         _check_config(space.source, {**run.config, **needs}, f"prerequisite {run.name}")
-    return max_epochs
+    counted = not space.is_sampled and not space.scheduler.points_to_evaluate
+    lines = tuple(
+        f"{space.source}: {m}" + (f" ({n} trial(s))" if counted else "") for m, n in warned.items()
+    )
+    return max_epochs, lines
 
 
 def _check_match_keys(space: SearchSpace) -> None:

@@ -63,7 +63,7 @@ def test_classification_loss_pairs_every_cell_with_its_own_target():
     pred = torch.randn(2, 3, 2, 4, 4, generator=g)
     target = (torch.rand(2, 3, 4, 4, generator=g) > 0.5).float()
     summed = _pixelwise_ce(pred, target)
-    torch.testing.assert_close(ms_loss(pred, target), summed / (2 * 3 * 16))
+    torch.testing.assert_close(ms_loss(pred, target, norm="pixel"), summed / (2 * 3 * 16))
     torch.testing.assert_close(ms_loss(pred, target, norm="frame_sum"), summed / (2 * 3))
 
 
@@ -86,7 +86,7 @@ def test_regression_loss_is_mse_per_pixel_or_per_frame():
     g = torch.Generator().manual_seed(2)
     pred, target = torch.randn(2, 3, 4, 4, generator=g), torch.rand(2, 3, 4, 4, generator=g)
     squared = ((pred - target) ** 2).sum()
-    torch.testing.assert_close(ms_loss(pred, target, task="regression"), squared / 96)
+    torch.testing.assert_close(ms_loss(pred, target, task="regression", norm="pixel"), squared / 96)
     torch.testing.assert_close(
         ms_loss(pred, target, task="regression", norm="frame_sum"), squared / 6
     )

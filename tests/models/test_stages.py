@@ -58,10 +58,10 @@ def test_auxiliary_heads_train_in_stage2_only(name, heads):
     assert head_names <= _names(model, 2)["main"]
 
 
-def test_representation_flow_layer_has_its_own_group_in_stage2():
+def test_representation_flow_layer_trains_in_stage2_only():
     model = build_small("ego_rnn_repflow", repflow_iters=2)
-    groups = _names(model, 2)
-    assert groups["repflow"] == _all(model, ("repflow.",))
+    trained = set().union(*_names(model, 2).values())
+    assert _all(model, ("repflow.",)) <= trained
     assert "repflow" not in _names(model, 1)
 
 
@@ -132,3 +132,80 @@ def test_an_unknown_stage_is_refused(stage):
 def test_a_module_without_stages_is_refused():
     with pytest.raises(TypeError, match="Linear"):
         set_stage_mode(nn.Linear(2, 2), 1)
+
+
+# -- the MS head's tap decides which backbone layers stage 2 trains (report §4.3.1) -----------
+
+_LAYERS_BELOW_CONV5 = {"conv5": (), "conv4": ("layer3",), "conv3": ("layer2", "layer3")}
+
+
+def _residual_convs(model: nn.Module, layer: str) -> set[str]:
+    return {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith(f"backbone.{layer}.") and ".conv" in n and "downsample" not in n
+    }
+
+
+@pytest.mark.parametrize("tap", ["conv5", "conv4", "conv3"])
+def test_ms_stage2_trains_the_layers_from_the_tap_up_to_conv5(tap):
+    model = build_small("ego_rnn_ms", ms_layer=tap)
+    trained = _names(model, 2)["main"]
+    for layer in ("layer2", "layer3"):
+        convs = _residual_convs(model, layer)
+        assert convs
+        assert (convs <= trained) == (layer in _LAYERS_BELOW_CONV5[tap])
+        assert not convs & _names(model, 1)["main"]
+    assert not any(".bn" in n or "downsample" in n for n in trained if ".layer" in n)
+    assert _layer4_convs("backbone.", 2) <= trained
+
+
+@pytest.mark.parametrize(("tap", "layer"), [("conv4", "layer3"), ("conv3", "layer2")])
+def test_the_ms_loss_alone_reaches_the_tapped_layer(tap, layer):
+    from models import ms_loss
+
+    model = build_small("ego_rnn_ms", ms_layer=tap)
+    model.train()
+    set_stage_mode(model, 2)
+    assert not any(isinstance(m, nn.BatchNorm2d) and m.training for m in model.modules())
+    clip = torch.randn(2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    out = model(clip)
+    side = out["ms"].shape[-1]
+    target = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(5)) > 0.5
+    ms_loss(out["ms"], target.float()).backward()
+    params = dict(model.named_parameters())
+    for name in _residual_convs(model, layer):
+        assert params[name].grad is not None and params[name].grad.abs().sum() > 0, name
+    # the MS loss never reaches conv5, the ConvLSTM or the classifier
+    untouched = _layer4_convs("backbone.", 2) | _all(model, LSTM_AND_CLASSIFIER)
+    assert all(params[n].grad is None or not params[n].grad.any() for n in untouched)
+
+
+def test_ms_head_is_conv_relu_dropout_linear_with_the_reports_dropout():
+    for tap, rate in (("conv5", 0.5), ("conv4", 0.2), ("conv3", 0.2)):
+        head = build_small("ego_rnn_ms", ms_layer=tap).ms_head
+        assert [type(m).__name__ for m in head.children()] == [
+            "Conv2d",
+            "ReLU",
+            "Dropout",
+            "Linear",
+        ]
+        assert head.dropout.p == rate
+    assert build_small("ego_rnn_ms", ms_dropout=0.0).ms_head.dropout.p == 0.0
+
+
+def test_ms_head_dropout_is_active_in_training_only():
+    model = build_small("ego_rnn_ms", ms_dropout=0.5)
+    features = torch.rand(4, 512, 2, 2)
+    model.ms_head.train()
+    assert not torch.equal(model.ms_head(features), model.ms_head(features))
+    model.ms_head.eval()
+    assert torch.equal(model.ms_head(features), model.ms_head(features))
+
+
+def test_representation_flow_tvl1_parameters_only_are_in_the_repflow_group():
+    model = build_small("ego_rnn_repflow", repflow_iters=2)
+    groups = _names(model, 2)
+    assert groups["repflow"] == _all(model, ("repflow.tvl1.",))
+    rest = _all(model, ("repflow.bottleneck.", "repflow.expand.", "repflow.bn."))
+    assert rest and rest <= groups["main"]

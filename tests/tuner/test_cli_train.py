@@ -128,3 +128,17 @@ def test_sigkill_mid_epoch_then_resume_reprints_the_same_epochs(synthetic_root, 
         assert {k: v for k, v in record.items() if k not in TIME_FIELDS} == expected
     logged = [json.loads(line)["epoch"] for line in (out / "epochs.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4, 5, 6]
+
+
+def test_classification_targets_with_grid_downsampling_warn_naming_the_key(tmp_path, capsys):
+    from tuner.cli import main
+
+    code = main(
+        [
+            "train", "--model", "ego_rnn_ms", "--data", str(tmp_path / "missing"),
+            "--out", str(tmp_path / "out"), "--set", "ms_downsample=grid",
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "warning: ms_downsample: grid with ms_task=classification" in err

@@ -190,3 +190,71 @@ def test_frame_store_that_cannot_be_built_falls_back_or_stops(synthetic_root, tm
     assert trainer.store is None
     with pytest.raises(EgotuneError, match=r"frame_store: .*a-file"):
         make_trainer(synthetic_root, frame_store="on", **settings)
+
+
+def test_representation_flow_tvl1_group_runs_at_a_hundredth_of_the_base_rate(synthetic_root):
+    trainer = make_trainer(
+        synthetic_root, model="ego_rnn_repflow", repflow_iters=2, stage="2", lr=1e-3
+    )
+    rates = {group["name"]: group["lr"] for group in trainer.optimizer.param_groups}
+    assert rates == pytest.approx({"main": 1e-3, "repflow": 1e-5})
+    (repflow,) = [g for g in trainer.optimizer.param_groups if g["name"] == "repflow"]
+    assert {id(p) for p in repflow["params"]} == {
+        id(p) for p in trainer.model.repflow.tvl1.parameters()
+    }
+    scaled = make_trainer(
+        synthetic_root, model="ego_rnn_repflow", repflow_iters=2, lr=1e-3, lr_repflow_scale=1.0
+    )
+    assert {g["lr"] for g in scaled.optimizer.param_groups} == {1e-3}
+
+
+def _tied_trainer(root: Path, monkeypatch: pytest.MonkeyPatch, accuracies: list[float], **values):
+    """A trainer whose validation reports ``accuracies`` in turn; returns it and the weights of
+    every epoch (by global epoch) as they stood when validated."""
+    trainer = make_trainer(root, **values)
+    accs, weights = iter(accuracies), {}
+    evaluate = trainer._evaluate
+
+    def scripted() -> dict:
+        result = evaluate()
+        weights[len(weights) + 1] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        return {**result, "acc": next(accs)}
+
+    monkeypatch.setattr(trainer, "_evaluate", scripted)
+    return trainer, weights
+
+
+def _same(a: dict, b: dict, prefix: str) -> bool:
+    keys = [k for k in a if k.startswith(prefix)]
+    return bool(keys) and all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def test_stage_both_hands_on_the_first_of_tied_best_epochs(synthetic_root, monkeypatch):
+    values = {"stage": "both", "stage1": {"epochs": 3, "lr": 1e-2}, "epochs": 1}
+    trainer, weights = _tied_trainer(synthetic_root, monkeypatch, [40.0, 60.0, 60.0, 5.0], **values)
+    entered = {}
+    enter = trainer._enter_stage
+
+    def record_entry(stage: int) -> None:
+        entered[stage] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        enter(stage)
+
+    monkeypatch.setattr(trainer, "_enter_stage", record_entry)
+    records = list(trainer.run())
+    assert [(r.stage, r.best_epoch) for r in records] == [(1, 1), (1, 2), (1, 2), (2, 4)]
+    assert not _same(weights[2], weights[3], "lstm_cell.")  # epoch 3 trained on
+    assert _same(entered[2], weights[2], "lstm_cell.")
+    assert _same(entered[2], weights[2], "classifier.")
+
+
+def test_best_weights_checkpoint_is_the_first_of_tied_best_epochs(synthetic_root, monkeypatch):
+    from tuner.engine import best_weights_checkpoint
+
+    values = {"stage": "2", "epochs": 3, "lr": 1e-2, "model": "ego_rnn_ms"}
+    trainer, weights = _tied_trainer(synthetic_root, monkeypatch, [50.0, 70.0, 70.0], **values)
+    list(trainer.run())
+    handed = best_weights_checkpoint(trainer.state_dict())
+    assert (handed["epoch"], handed["val_acc"], handed["stage"]) == (2, 70.0, 2)
+    assert set(handed["model"]) == set(weights[2])
+    assert all(torch.equal(handed["model"][k], v) for k, v in weights[2].items())
+    assert not _same(handed["model"], weights[3], "backbone.layer4.")

@@ -10,8 +10,9 @@ import pytest
 import ray
 
 from tests.conftest import tiny_config_values
+from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
-from tuner.search import PREREQUISITES_DIR, SearchOptions, run_search
+from tuner.search import BEST_WEIGHTS_FILE, PREREQUISITES_DIR, SearchOptions, run_search
 from tuner.spaces import parse_space
 
 TINY_FIXED = {
@@ -86,7 +87,12 @@ def test_prerequisite_runs_once_and_a_later_search_reuses_it(local_ray, syntheti
     assert len(list((tmp_path / PREREQUISITES_DIR).glob("*/prerequisite.json"))) == 1
     assert record.stat().st_mtime_ns == before
     trials, _ = read_tables(second.experiment_dir)
-    assert set(trials["init_checkpoint"]) == {json.loads(record.read_text())["checkpoint"]}
+    handed_on = json.loads(record.read_text())["checkpoint"]
+    assert set(trials["init_checkpoint"]) == {handed_on}
+    # the engine's best weights (first best epoch), not whichever checkpoint Tune kept
+    assert Path(handed_on) == record.parent / BEST_WEIGHTS_FILE
+    best = load_checkpoint(handed_on)
+    assert (best["stage"], best["epoch"]) == (1, 1) and "optimizer" not in best
 
 
 @pytest.mark.parametrize("algorithm", ["asha", "optuna"])

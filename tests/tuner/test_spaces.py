@@ -162,9 +162,32 @@ def test_mmaps_resolution_has_the_seven_map_variants_with_three_seeds():
     variants = {tuple(cell[k] for k in keys) for cell in space.expand()}
     assert len(variants) == 7 and len(space.expand()) == 21
     assert ("conv4", "gray", "regression", "grid") in variants
-    assert all(
-        d == "grid" for layer, target, _, d in variants if layer != "conv5" or target == "gray"
+    # as the report (Figure 14): gray maps with the grid technique, b&w maps by point
+    assert all((d == "grid") == (target == "gray") for _, target, _, d in variants)
+    assert not space.warnings
+
+
+@pytest.mark.parametrize("name", sorted(list_spaces()))
+def test_no_bundled_space_downsamples_classification_targets_with_the_grid(name):
+    space = load_space(name)
+    assert not space.warnings
+    classification = [c for c in space.expand() if c.get("ms_task") == "classification"]
+    if classification:
+        assert "ms_downsample" not in space.sample
+        assert all(c.get("ms_downsample", "point") == "point" for c in classification)
+
+
+def test_classification_targets_with_grid_downsampling_warn_naming_the_key(tmp_path):
+    space = load_text(
+        tmp_path,
+        """
+        fixed: {model: ego_rnn_ms, stage: 2, ms_task: classification}
+        grid: {ms_downsample: [point, grid]}
+        """,
     )
+    (warning,) = space.warnings
+    assert "ms_downsample: grid with ms_task=classification" in warning
+    assert warning.startswith(str(tmp_path)) and "(1 trial(s))" in warning
 
 
 def test_static_dynamic_has_the_four_configurations_with_three_seeds():
@@ -412,7 +435,7 @@ def test_unknown_space_name_suggests_a_bundled_one():
 def test_cli_show_json_lists_every_trial_with_fixed_keys(capsys):
     assert main(["spaces", "show", "fig11_ms_regression_grid", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert set(shown) == {"name", "scheduler", "trials"}
+    assert set(shown) == {"name", "scheduler", "trials", "warnings"} and shown["warnings"] == []
     assert shown["scheduler"]["algorithm"] == "grid" and len(shown["trials"]) == 30
     assert all(t["model"] == "ego_rnn_ms" and t["frames"] == 16 for t in shown["trials"])
 
