@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.egotune-installed
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup demo test test-fast coverage lint typecheck pytest bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -27,6 +28,14 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+# the everyday loop: everything but the real-cluster, fault-drill and long subprocess tests
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+# line coverage of the three packages over the whole suite (htmlcov/index.html)
+coverage: $(STAMP)
+	$(PY) -m pytest -q --cov=tuner --cov=models --cov=data_pipeline --cov-report=term:skip-covered --cov-report=html
 
 bench: $(STAMP)
 	$(VENV)/bin/egotune bench all

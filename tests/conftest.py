@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,50 @@ def pytest_configure(config: pytest.Config) -> None:
     """Decoded-frame stores of test runs go to a temporary folder, not the user's cache."""
     if "EGOTUNE_CACHE_DIR" not in os.environ:
         os.environ["EGOTUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="egotune-test-cache-")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop the shared local Ray (to start clusters of their own) run last, so the
+    shared one starts once for all the others."""
+    items.sort(key=lambda item: "own_ray_cluster" in getattr(item, "fixturenames", ()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> None:
+    """The suite's one local Ray: 2 CPUs, no GPU, no dashboard, quiet workers.
+
+    Started by the first test that asks for it and kept for every later one (a Ray start costs
+    seconds). Tests that need a cluster of their own (``own_ray_cluster``) run after all others.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            num_gpus=0,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+
+
+@pytest.fixture
+def own_ray_cluster() -> Iterator[None]:
+    """For a test that starts a Ray cluster of its own: the shared local Ray is stopped first,
+    and whatever the test connected to is stopped after it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,11 @@
 """Security defaults: YAML only through ``yaml.safe_load``, checkpoints only with
-``weights_only=True``, and no user string ever reaches a shell."""
+``weights_only=True``, and no user string ever reaches a shell.
+
+ruff's flake8-bandit rules (``S`` in pyproject.toml, run by ``make lint``) refuse ``shell=True``,
+``os.system``/``os.popen``, ``eval``/``exec``, ``pickle`` loads and ``yaml.load`` without a loader.
+The scan below keeps what those rules cannot express: any yaml loader but ``safe_load``,
+``torch.load`` without ``weights_only=True``, and a ``shell=`` that is not literally ``False``.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +29,6 @@ PACKAGES = ("data_pipeline", "models", "tuner", "bench")
 
 _UNSAFE_YAML = {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}
 _UNSAFE_YAML_LOADERS = {"Loader", "UnsafeLoader", "FullLoader", "UnsafeConstructor"}
-_SHELL_CALLS = {
-    ("os", "system"),
-    ("os", "popen"),
-    ("subprocess", "getoutput"),
-    ("subprocess", "getstatusoutput"),
-}
 
 
 def _dotted(node: ast.expr) -> tuple[str, str] | None:
@@ -42,7 +42,7 @@ def _is_true(node: ast.expr | None) -> bool:
 
 
 def unsafe_calls(source: str) -> Iterator[tuple[int, str]]:
-    """``(line, what)`` of every unsafe construct in ``source``."""
+    """``(line, what)`` of every unsafe construct in ``source`` that ruff's rules let through."""
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module == "yaml":
             for alias in node.names:
@@ -64,14 +64,8 @@ def unsafe_calls(source: str) -> Iterator[tuple[int, str]]:
             isinstance(keywords["shell"], ast.Constant) and keywords["shell"].value is False
         ):
             yield node.lineno, "shell="
-        if name in _SHELL_CALLS:
-            yield node.lineno, f"{name[0]}.{name[1]}("
         if name == ("torch", "load") and not _is_true(keywords.get("weights_only")):
             yield node.lineno, "torch.load( without weights_only=True"
-        if isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec"):
-            yield node.lineno, f"{node.func.id}("
-        if name in {("pickle", "load"), ("pickle", "loads")}:
-            yield node.lineno, f"pickle.{name[1]}("
 
 
 def package_sources() -> list[Path]:
@@ -98,14 +92,9 @@ def test_the_packages_read_yaml_and_checkpoints_safely_and_never_use_a_shell():
         "import yaml\nyaml.full_load(text)",
         "from yaml import load",
         "import yaml\nloader = yaml.UnsafeLoader",
-        "import subprocess\nsubprocess.run(cmd, shell=True)",
         "import subprocess\nsubprocess.Popen(cmd, shell=flag)",
-        "import os\nos.system('ls ' + name)",
-        "import os\nos.popen(name)",
         "import torch\ntorch.load(path)",
         "import torch\ntorch.load(path, weights_only=False)",
-        "eval(text)",
-        "import pickle\npickle.loads(data)",
     ],
 )
 def test_the_scan_finds_each_unsafe_construct(snippet):

@@ -50,13 +50,13 @@ def connect(
     """
     import ray
 
-    if ray.is_initialized():
-        context = ray.get_runtime_context()
-        return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]
     if address is not None and address != "auto":
         _check_reachable(address)
+    if ray.is_initialized():  # a library caller connected already
+        context = ray.get_runtime_context()
+        return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
     if address is not None:
         use_token_when_available()
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}

@@ -1,5 +1,3 @@
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -129,9 +127,3 @@ def test_discover_tolerates_repairable_problems_with_one_warning(tree):
 def test_missing_root_is_an_error():
     with pytest.raises(DatasetError, match="no such dataset folder"):
         discover("/nonexistent/gtea61")
-
-
-def test_importing_the_package_leaves_ray_and_tuner_out():
-    code = "import sys, data_pipeline; print(sorted({'ray', 'tuner'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "[]"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from models import create_model, list_models, model_defaults, register_model
@@ -65,12 +62,3 @@ def test_invalid_values_name_the_keyword(name, kwargs, field):
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_model(ego_rnn)
-
-
-def test_importing_models_leaves_ray_and_the_other_packages_out():
-    code = (
-        "import sys, models; "
-        "bad = [m for m in ('ray', 'data_pipeline', 'tuner') if m in sys.modules]; "
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

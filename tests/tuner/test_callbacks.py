@@ -7,7 +7,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-import ray
 from ray import tune
 
 from tuner.callbacks import ParquetResultsCallback, epoch_row
@@ -17,14 +16,7 @@ from tuner.experiment import read_epochs, read_trials
 _VAL_ACC = (40.0, 60.0, 55.0, 50.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    if ray.is_initialized():  # another module's cluster: use it and leave it running
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _load_state(checkpoint):

@@ -10,7 +10,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-import ray
 
 from tests.conftest import tiny_config_values
 from tests.tuner.test_results import assert_real_png, write_handmade
@@ -51,7 +50,7 @@ def storage(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_experiment(synthetic_root, tmp_path_factory) -> Path:
+def real_experiment(synthetic_root, tmp_path_factory, local_ray) -> Path:
     """A real grid of two learning rates by two seeds, two epochs each, on a local Ray."""
     fixed = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1")}
     doc = {
@@ -62,11 +61,7 @@ def real_experiment(synthetic_root, tmp_path_factory) -> Path:
     }
     storage = tmp_path_factory.mktemp("results")
     options = SearchOptions(data=synthetic_root, storage=storage, name="real", verbose=0, argv=[])
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        outcome = run_search(parse_space(doc, source="real.yaml", name="real"), options)
-    finally:
-        ray.shutdown()
+    outcome = run_search(parse_space(doc, source="real.yaml", name="real"), options)
     return outcome.experiment_dir
 
 

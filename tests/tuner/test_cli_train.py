@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tuner.checkpoint import load_checkpoint
+from tuner.cli import main
 from tuner.engine import TIME_FIELDS
 
 TINY = [
@@ -35,24 +36,25 @@ def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_train_prints_one_json_line_per_epoch_and_writes_checkpoints(synthetic_root, tmp_path):
+def in_process(root: Path, out: Path, *extra: str) -> list[str]:
+    """``egotune train`` arguments for ``tuner.cli.main`` (the test's own process)."""
+    return train_args(root, out, *extra)[3:]
+
+
+def test_train_prints_one_json_line_per_epoch_and_writes_checkpoints(
+    synthetic_root, tmp_path, capsys
+):
     out = tmp_path / "run"
-    done = subprocess.run(
-        train_args(synthetic_root, out, "--stage", "2", "--set", "epochs=2"),
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    records = json_lines(done.stdout)
+    assert main(in_process(synthetic_root, out, "--stage", "2", "--set", "epochs=2")) == 0
+    records = json_lines(capsys.readouterr().out)
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(r["stage"] == 2 for r in records)
     assert (out / "checkpoints" / "latest.pt").is_file()
     assert (out / "checkpoints" / "best.pt").is_file()
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
 
-    again = subprocess.run(
-        train_args(synthetic_root, out, "--set", "epochs=2"), capture_output=True, text=True
-    )
-    assert again.returncode == 2
-    assert "already holds a run" in again.stderr
+    assert main(in_process(synthetic_root, out, "--set", "epochs=2")) == 2
+    assert "already holds a run" in capsys.readouterr().err
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
 
 
@@ -64,35 +66,33 @@ def test_train_prints_one_json_line_per_epoch_and_writes_checkpoints(synthetic_r
         (["--set", "frames"], "frames"),
     ],
 )
-def test_bad_settings_are_one_line_errors_naming_the_key(synthetic_root, tmp_path, extra, needle):
-    done = subprocess.run(
-        train_args(synthetic_root, tmp_path / "run", *extra), capture_output=True, text=True
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+def test_bad_settings_are_one_line_errors_naming_the_key(
+    synthetic_root, tmp_path, extra, needle, capsys
+):
+    assert main(in_process(synthetic_root, tmp_path / "run", *extra)) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
-def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(synthetic_root, tmp_path):
+def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(
+    synthetic_root, tmp_path, capsys
+):
     out = tmp_path / "run"
-    subprocess.run(
-        train_args(synthetic_root, out, "--set", "epochs=1"), check=True, capture_output=True
-    )
+    assert main(in_process(synthetic_root, out, "--set", "epochs=1")) == 0
     latest = out / "checkpoints" / "latest.pt"
     latest.write_bytes(latest.read_bytes()[:300])
     damaged = latest.read_bytes()
-    done = subprocess.run(
-        train_args(synthetic_root, out, "--set", "epochs=2", "--resume"),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 1
-    assert "latest.pt" in done.stderr and "corrupt" in done.stderr
+    capsys.readouterr()
+    assert main(in_process(synthetic_root, out, "--set", "epochs=2", "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "latest.pt" in err and "corrupt" in err
     assert latest.read_bytes() == damaged
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_reprints_the_same_epochs(synthetic_root, tmp_path):
     args = ("--stage", "2", "--set", "epochs=6")
     straight = subprocess.run(
@@ -131,8 +131,6 @@ def test_sigkill_mid_epoch_then_resume_reprints_the_same_epochs(synthetic_root, 
 
 
 def test_classification_targets_with_grid_downsampling_warn_naming_the_key(tmp_path, capsys):
-    from tuner.cli import main
-
     code = main(
         [
             "train", "--model", "ego_rnn_ms", "--data", str(tmp_path / "missing"),

@@ -26,7 +26,10 @@ from tests.ray_cluster import RAY, LoopbackCluster, cluster_env, free_port
 from tuner import cli
 from tuner.trainable import ACTOR_NAME_PREFIX
 
-pytestmark = pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed"),
+]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT_DIR_ENV = "EGOTUNE_SCREENSHOT_DIR"  # where to keep the dashboard screenshot

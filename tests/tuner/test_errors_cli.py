@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 from collections import namedtuple
 from pathlib import Path
 
@@ -140,8 +139,7 @@ def test_enough_free_space_passes_the_storage_checks(tree, storage, no_ray, caps
 
 @pytest.mark.timeout(60)  # a hang guard: an unreachable head must fail, not wait
 def test_an_unreachable_address_fails_fast_naming_the_flag(tree, tmp_path, monkeypatch, capsys):
-    ray = sys.modules.get("ray")
-    assert ray is None or not ray.is_initialized()  # a held connection would be reused instead
+    # checked before any connection held in this process (the suite's local Ray) is reused
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "no-token"))  # leave ray's mode alone
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     with socket.socket() as sock:

@@ -21,14 +21,6 @@ def error_line(err: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """Two CPUs and no GPU, whatever the machine has."""
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return make_tree(tmp_path_factory.mktemp("data") / "GTEA61", classes=("a", "b"), frames=3)
 

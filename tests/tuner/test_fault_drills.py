@@ -29,6 +29,8 @@ from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
 
+pytestmark = pytest.mark.slow  # real processes killed on a real Ray
+
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
 
@@ -87,13 +89,6 @@ def raylet_pids(node) -> set[int]:
 
 
 # -- trial fault -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
@@ -203,7 +198,9 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tm
 # -- node loss ---------------------------------------------------------------------------------
 
 
-def test_trials_of_a_removed_node_finish_on_the_other_node(synthetic_root, tmp_path):
+def test_trials_of_a_removed_node_finish_on_the_other_node(
+    own_ray_cluster, synthetic_root, tmp_path
+):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 0})

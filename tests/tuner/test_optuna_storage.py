@@ -12,7 +12,6 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-import ray
 
 from tests.conftest import tiny_config_values
 from tuner._tune_mapping import OPTUNA_DB, optuna_storage_url
@@ -21,13 +20,6 @@ from tuner.spaces import parse_space
 
 EPOCHS = 2
 SAMPLES = 2
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def optuna_space():

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 
 from tuner import cli
 from tuner.errors import EgotuneError, UsageError
@@ -28,16 +27,6 @@ from tuner.replay import (
 EPOCHS = 6
 FIXTURES = Path(__file__).resolve().parents[2] / "bench" / "fixtures"
 FIXTURE = "fig10-synthetic"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():  # another module's cluster: use it and leave it running
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def write_experiment(folder: Path, curves: dict[str, list[float]], configs: dict) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import threading
 import warnings
 from pathlib import Path
@@ -329,14 +328,3 @@ def test_reading_while_a_search_writes_sees_only_complete_parts(tmp_path):
         thread.join()
     assert seen == sorted(seen) and seen[-1] == parts * rows_per_part
     assert len(set(seen)) > 1  # the reader did overlap the writer
-
-
-def test_results_modules_import_neither_torch_nor_ray():
-    import subprocess
-
-    code = (
-        "import sys, tuner.results, tuner._cli_results;"
-        "print(sorted({'torch', 'ray', 'optuna'} & set(sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 
 from tests.conftest import tiny_config_values
 from tuner.checkpoint import load_checkpoint
@@ -20,13 +19,6 @@ TINY_FIXED = {
     for key, value in tiny_config_values().items()
     if key not in ("epochs", "stage1", "device")
 }
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def space(doc: dict, name: str = "tiny"):

@@ -3,7 +3,6 @@ import sys
 import textwrap
 
 import pytest
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -19,13 +18,6 @@ from tuner._tune_mapping import (
 from tuner.config import TrainConfig, flatten_config
 from tuner.errors import EgotuneError
 from tuner.spaces import load_space
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def write_space(tmp_path, text, name="space.yaml"):

@@ -1,0 +1,56 @@
+"""The layering of the packages, as a fresh interpreter imports them.
+
+``models`` and ``data_pipeline`` stand alone; the training engine, the configuration, the search
+spaces and the results tables run without ray; the configuration, the spaces, the results and the
+``egotune results`` command run without torch too (they are what a laptop reading a cluster's
+tables imports). ``lint-imports`` (``make lint``) checks the same contracts on the source, and
+that the modules of ``tuner`` import each other without cycles.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+
+import pytest
+
+FORBIDDEN = {
+    "models": ("ray", "data_pipeline", "tuner"),
+    "data_pipeline": ("ray", "models", "tuner"),
+    "tuner.engine": ("ray",),
+    "tuner.checkpoint": ("ray",),
+    "tuner.config": ("ray", "torch", "models"),
+    "tuner.spaces": ("ray", "torch", "models"),
+    "tuner.results": ("ray", "torch", "models", "optuna"),
+    "tuner.experiment": ("ray", "torch"),
+    "tuner._cli_results": ("ray", "torch", "models", "optuna"),
+}
+"""Module -> top-level packages that importing it must leave out of ``sys.modules``."""
+
+
+@cache
+def imported_by(module: str) -> frozenset[str]:
+    """Top-level packages in ``sys.modules`` after a fresh interpreter imports ``module``."""
+    code = (
+        f"import importlib, json, sys; importlib.import_module({module!r}); "
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return frozenset(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("module", sorted(FORBIDDEN))
+def test_module_leaves_out_what_its_layer_must_not_import(module):
+    assert not imported_by(module) & set(FORBIDDEN[module])
+
+
+def test_runtime_versions_of_an_experiment_record_leave_torch_and_ray_out():
+    code = (
+        "import sys, tuner.experiment as e; e.runtime_versions(); "
+        "print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,108 @@
+"""Results of a search as pandas DataFrames: load, group seeds, pivot, rank, compare, plot, export.
+
+An experiment is a folder ``<storage>/<experiment>/`` holding ``trials.parquet`` (one row per
+trial), ``epochs.parquet/`` (one row per trial and epoch, as part files) and ``experiment.json``
+(see ``docs/results-tables.md``). :func:`load_experiment` reads it with the readers of
+``_store``, so it works while a search is still writing (only completed part files are read; a
+damaged part is skipped with a warning) and on tables written by older versions (columns added
+since then are filled in, see :func:`upgrade_trials` and :func:`upgrade_epochs`).
+
+Repeated seeds are grouped the way the report averages its runs: trials that differ only in
+``seed`` (and in their per-trial checkpoint paths) form one configuration, reported as mean ± std
+(sample standard deviation) over its ``n`` trials.
+
+The package imports neither ray nor torch; optuna is imported only by :func:`param_importances`
+and matplotlib only when a figure is drawn. Modules: ``_store`` (the Parquet tables: schema,
+writers, readers), ``_metadata`` (storage folder, ``experiment.json``), ``_load``, ``_tables``,
+``_importance``, ``_plots``.
+"""
+
+from typing import Any
+
+from tuner.results._importance import param_importances
+from tuner.results._load import (
+    FINISHED,
+    Experiment,
+    hyperparameter_columns,
+    load_experiment,
+    resolve_experiment,
+    upgrade_epochs,
+    upgrade_trials,
+    varying_columns,
+)
+from tuner.results._metadata import (
+    METADATA_FILE,
+    STORAGE_ENV,
+    default_storage,
+    read_experiment_metadata,
+    write_experiment_metadata,
+)
+from tuner.results._store import (
+    EPOCH_SCHEMA,
+    EPOCHS_DIR,
+    SCHEMA_VERSION,
+    TRIALS_FILE,
+    EpochPartWriter,
+    TrialsTableWriter,
+    read_epochs,
+    read_trials,
+)
+from tuner.results._tables import (
+    compare_experiments,
+    export_experiment,
+    format_number,
+    group_seeds,
+    list_experiments,
+    pivot_table,
+    select_trials,
+    summarize_experiment,
+    top_trials,
+)
+
+__all__ = [
+    "EPOCHS_DIR",
+    "EPOCH_SCHEMA",
+    "FINISHED",
+    "METADATA_FILE",
+    "SCHEMA_VERSION",
+    "STORAGE_ENV",
+    "TRIALS_FILE",
+    "EpochPartWriter",
+    "Experiment",
+    "TrialsTableWriter",
+    "compare_experiments",
+    "default_storage",
+    "export_experiment",
+    "format_number",
+    "group_seeds",
+    "hyperparameter_columns",
+    "list_experiments",
+    "load_experiment",
+    "param_importances",
+    "pivot_table",
+    "plot_curves",
+    "plot_importances",
+    "plot_parallel",
+    "read_epochs",
+    "read_experiment_metadata",
+    "read_trials",
+    "resolve_experiment",
+    "select_trials",
+    "summarize_experiment",
+    "top_trials",
+    "upgrade_epochs",
+    "upgrade_trials",
+    "varying_columns",
+    "write_experiment_metadata",
+]
+
+_FIGURES = ("plot_curves", "plot_importances", "plot_parallel")
+
+
+def __getattr__(name: str) -> Any:
+    """The figure functions, from ``_plots``: matplotlib loads when a figure is first drawn."""
+    if name in _FIGURES:
+        from tuner.results import _plots
+
+        return getattr(_plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

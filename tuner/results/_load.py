@@ -1,0 +1,224 @@
+"""Reading an experiment folder: where it is, its tables as DataFrames, older layouts upgraded."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tuner.errors import EgotuneError
+from tuner.results._metadata import METADATA_FILE, default_storage, read_experiment_metadata
+from tuner.results._store import (
+    EPOCH_SCHEMA,
+    EPOCHS_DIR,
+    SCHEMA_VERSION,
+    TRIALS_FILE,
+    read_epochs,
+    read_trials,
+)
+
+__all__ = [
+    "FINISHED",
+    "Experiment",
+    "hashable",
+    "hyperparameter_columns",
+    "is_experiment_dir",
+    "load_experiment",
+    "require_columns",
+    "resolve_experiment",
+    "upgrade_epochs",
+    "upgrade_trials",
+    "varying_columns",
+]
+
+FINISHED = "TERMINATED"
+"""Status of a trial that ended (ran all its epochs or was stopped early by the scheduler)."""
+
+
+_SUMMARY_DEFAULTS: dict[str, Any] = {
+    "status": FINISHED,  # tables without a status column were written once the search ended
+    "best_val_acc": np.nan,
+    "best_epoch": pd.NA,
+    "epochs_run": pd.NA,
+    "wall_seconds": np.nan,
+    "checkpoint": None,
+    "early_stopped": pd.NA,
+    "num_failures": 0,
+}
+
+
+_NOT_HYPERPARAMETERS = {"trial_id", *_SUMMARY_DEFAULTS}
+
+
+def is_experiment_dir(path: Path) -> bool:
+    names = (TRIALS_FILE, EPOCHS_DIR, METADATA_FILE)
+    return path.is_dir() and any((path / name).exists() for name in names)
+
+
+def resolve_experiment(exp: str | os.PathLike[str], storage: str | os.PathLike[str] | None) -> Path:
+    """The folder of experiment ``exp``: a name under ``storage`` or a path to the folder itself.
+
+    Raises :class:`EgotuneError` naming what was looked for when neither exists.
+    """
+    root = Path(storage).expanduser() if storage is not None else default_storage()
+    candidate = root / exp
+    if is_experiment_dir(candidate):
+        return candidate
+    direct = Path(exp).expanduser()
+    if is_experiment_dir(direct):
+        return direct
+    raise EgotuneError(
+        f"experiment {str(exp)!r}: no results in {candidate} "
+        f"(list them with: egotune results list --storage {root})"
+    )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment's tables, as read at one moment."""
+
+    name: str
+    path: Path
+    trials: pd.DataFrame
+    """One row per trial (``trials.parquet``), summary columns filled for older tables."""
+    epochs: pd.DataFrame
+    """One row per (trial_id, epoch) from the completed part files, sorted by them."""
+    metadata: dict[str, Any]
+    """``experiment.json`` (empty when the folder has none)."""
+    schema_version: int
+    """Version of the trials table as written (0 for tables that predate versioning)."""
+
+    @property
+    def hyperparameters(self) -> list[str]:
+        """The hyperparameter columns of :attr:`trials`, ``seed`` included."""
+        return hyperparameter_columns(self.trials)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """The trials that ended, with a value in ``best_val_acc``."""
+        done = self.trials[self.trials["status"] == FINISHED]
+        return done.dropna(subset=["best_val_acc"])
+
+
+def load_experiment(
+    exp: str | os.PathLike[str], storage: str | os.PathLike[str] | None = None
+) -> Experiment:
+    """Read experiment ``exp`` (a name under ``storage``, or a folder path) into DataFrames."""
+    path = resolve_experiment(exp, storage)
+    epochs = upgrade_epochs(read_epochs(path))
+    trials = upgrade_trials(read_trials(path), epochs)
+    try:
+        metadata = read_experiment_metadata(path)
+    except FileNotFoundError:
+        metadata = {}
+    return Experiment(path.name, path, trials, epochs, metadata, _trials_schema_version(path))
+
+
+def _trials_schema_version(path: Path) -> int:
+    file = path / TRIALS_FILE
+    if not file.is_file():
+        return SCHEMA_VERSION
+    try:
+        metadata = pq.read_schema(file).metadata or {}
+    except (OSError, ValueError):
+        return SCHEMA_VERSION
+    return int(metadata.get(b"schema_version", b"0"))
+
+
+def upgrade_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """``epochs`` with every column of the current layout; older tables lack some.
+
+    A table without stages is one stage long (``stage`` 1, ``stage_epoch`` = ``epoch``); missing
+    metrics are NaN.
+    """
+    epochs = epochs.copy()
+    if "stage" not in epochs.columns:
+        epochs["stage"] = 1
+    if "stage_epoch" not in epochs.columns:
+        epochs["stage_epoch"] = epochs["epoch"]
+    for name in EPOCH_SCHEMA.names:
+        if name not in epochs.columns and name != "extra":
+            epochs[name] = np.nan
+    return epochs
+
+
+def upgrade_trials(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with every summary column of the current layout; older tables lack some.
+
+    ``best_val_acc``, ``best_epoch`` and ``epochs_run`` missing from the table are computed from
+    ``epochs``; other missing columns take their neutral value.
+    """
+    trials = trials.copy()
+    derived = _summary_from_epochs(epochs)
+    for name, default in _SUMMARY_DEFAULTS.items():
+        if name in trials.columns:
+            continue
+        if name in derived.columns:
+            trials[name] = trials["trial_id"].map(derived[name])
+        else:
+            trials[name] = default
+    return trials
+
+
+def _summary_from_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per trial_id: best_val_acc, best_epoch and epochs_run computed from the epoch rows."""
+    runs = epochs.dropna(subset=["val_acc"])
+    if runs.empty:
+        return pd.DataFrame(columns=["best_val_acc", "best_epoch", "epochs_run"])
+    best_rows = runs.loc[runs.groupby("trial_id")["val_acc"].idxmax()].set_index("trial_id")
+    return pd.DataFrame(
+        {
+            "best_val_acc": best_rows["val_acc"],
+            "best_epoch": best_rows["epoch"],
+            "epochs_run": epochs.groupby("trial_id")["epoch"].max(),
+        }
+    )
+
+
+def hyperparameter_columns(trials: pd.DataFrame) -> list[str]:
+    """Columns of ``trials`` that hold the trial's configuration, ``seed`` included.
+
+    Per-trial paths (``checkpoint``, ``init_checkpoint``, any ``*_checkpoint``) are left out: two
+    runs of one configuration differ there.
+    """
+    return [
+        name
+        for name in trials.columns
+        if name not in _NOT_HYPERPARAMETERS and not str(name).endswith("checkpoint")
+    ]
+
+
+def varying_columns(trials: pd.DataFrame, columns: Sequence[str] | None = None) -> list[str]:
+    """The hyperparameter columns (or ``columns``) that take more than one value in ``trials``."""
+    names = hyperparameter_columns(trials) if columns is None else list(columns)
+    values = hashable(trials, names)
+    return [n for n in names if values[n].nunique(dropna=False) > 1]
+
+
+def hashable(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with list values (``milestones``) in ``columns`` as JSON text, ``[30, 70]``."""
+    frame = frame.copy()
+    for name in columns:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].map(_hashable_value)
+    return frame
+
+
+def _hashable_value(value: Any) -> Any:
+    if isinstance(value, list | tuple | np.ndarray):
+        return json.dumps([v.item() if hasattr(v, "item") else v for v in value])
+    return value
+
+
+def require_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> None:
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        known = ", ".join(str(c) for c in frame.columns)
+        raise ValueError(f"{what}: no column {', '.join(missing)} in the trials (columns: {known})")

@@ -1,0 +1,262 @@
+"""Tables of an experiment: seed groups, top trials, pivots, summaries, comparisons, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuner.errors import EgotuneError
+from tuner.results._load import (
+    Experiment,
+    hashable,
+    hyperparameter_columns,
+    is_experiment_dir,
+    load_experiment,
+    require_columns,
+    varying_columns,
+)
+from tuner.results._metadata import default_storage
+from tuner.results._store import TRIALS_FILE
+
+__all__ = [
+    "compare_experiments",
+    "export_experiment",
+    "format_number",
+    "group_seeds",
+    "list_experiments",
+    "pivot_table",
+    "plain",
+    "select_trials",
+    "summarize_experiment",
+    "top_trials",
+]
+
+
+def group_seeds(trials: pd.DataFrame, value: str = "best_val_acc") -> pd.DataFrame:
+    """One row per configuration: trials that differ only in ``seed`` are grouped.
+
+    Returns the configuration columns, then ``mean``, ``std`` (sample, NaN for one trial), ``n``,
+    ``best`` (the highest ``value``), ``seeds`` and ``trial_ids`` (lists) and ``epochs_run`` (the
+    sum over the group), sorted by ``mean`` descending. Trials without ``value`` are left out.
+    """
+    require_columns(trials, [value], "value")
+    keys = [c for c in hyperparameter_columns(trials) if c != "seed"]
+    rows = hashable(trials.dropna(subset=[value]), keys)
+    if "seed" not in rows.columns:
+        rows = rows.assign(seed=pd.NA)
+    if not keys:  # nothing varies but the seed: the whole table is one configuration
+        rows = rows.assign(configuration="all")
+        keys = ["configuration"]
+    grouped = rows.groupby(keys, dropna=False, sort=False)
+    table = grouped.agg(
+        mean=(value, "mean"),
+        std=(value, "std"),
+        n=(value, "size"),
+        best=(value, "max"),
+        seeds=("seed", list),
+        trial_ids=("trial_id", list),
+        epochs_run=("epochs_run", "sum"),
+    ).reset_index()
+    table = table.sort_values(["mean", "best"], ascending=False, kind="stable")
+    return table.reset_index(drop=True)
+
+
+def top_trials(
+    trials: pd.DataFrame, k: int = 5, value: str = "best_val_acc", *, group: bool = True
+) -> pd.DataFrame:
+    """The ``k`` best configurations (seeds grouped, :func:`group_seeds`) or single trials."""
+    if k < 1:
+        raise ValueError(f"k: must be 1 or more, got {k}")
+    if group:
+        return group_seeds(trials, value).head(k)
+    require_columns(trials, [value], "value")
+    ranked = trials.dropna(subset=[value]).sort_values(value, ascending=False, kind="stable")
+    columns = ["trial_id", "status", *hyperparameter_columns(trials), value, "epochs_run"]
+    return ranked[list(dict.fromkeys(columns))].head(k).reset_index(drop=True)
+
+
+def pivot_table(
+    trials: pd.DataFrame,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    value: str = "best_val_acc",
+    agg: str = "mean",
+) -> pd.DataFrame:
+    """``value`` laid out like the report's Fig. 10: index ``rows``, columns ``cols``.
+
+    Cells aggregate the trials of each combination (repeated seeds included) with ``agg``
+    (``mean`` or ``max``); row combinations that never ran are left out, cells not run are
+    NaN. List values are shown as text.
+    """
+    if agg not in ("mean", "max"):
+        raise ValueError(f"agg: expected mean or max, got {agg!r}")
+    if not rows:
+        raise ValueError("rows: name at least one column")
+    require_columns(trials, [*rows, *cols], "rows/cols")
+    require_columns(trials, [value], "value")
+    frame = hashable(trials.dropna(subset=[value]), [*rows, *cols])
+    table = frame.pivot_table(
+        index=list(rows), columns=list(cols) or None, values=value, aggfunc=agg, dropna=True
+    )
+    if isinstance(table, pd.Series):
+        table = table.to_frame(value)
+    return table.sort_index().sort_index(axis=1)
+
+
+def summarize_experiment(experiment: Experiment, value: str = "best_val_acc") -> dict[str, Any]:
+    """Headline numbers of one experiment, as plain JSON-ready values.
+
+    ``best`` is the best single trial, ``best_configuration`` the best seed group (mean ± std over
+    its trials), ``mean``/``std`` run over every finished trial, and ``epochs`` is the sum of
+    ``epochs_run`` over all trials (the training the search consumed).
+    """
+    trials, finished = experiment.trials, experiment.finished.dropna(subset=[value])
+    summary: dict[str, Any] = {
+        "experiment": experiment.name,
+        "space": (experiment.metadata.get("space") or {}).get("name"),
+        "trials": len(trials),
+        "finished": len(finished),
+        "status": {str(k): int(v) for k, v in trials["status"].value_counts().items()},
+        "epochs": int(pd.to_numeric(trials["epochs_run"], errors="coerce").fillna(0).sum()),
+        "wall_hours": float(pd.to_numeric(trials["wall_seconds"]).fillna(0).sum() / 3600),
+        "mean": plain(finished[value].mean()),
+        "std": plain(finished[value].std()),
+        "best": None,
+        "best_trial": None,
+        "best_configuration": None,
+    }
+    if not finished.empty:
+        best = finished.loc[finished[value].idxmax()]
+        summary.update(best=plain(best[value]), best_trial=str(best["trial_id"]))
+        top = group_seeds(finished, value).iloc[0]
+        keys = [c for c in hyperparameter_columns(finished) if c != "seed"]
+        summary["best_configuration"] = {
+            "params": {k: plain(top[k]) for k in varying_columns(finished, keys)},
+            "mean": plain(top["mean"]),
+            "std": plain(top["std"]),
+            "n": int(top["n"]),
+        }
+    return summary
+
+
+def compare_experiments(
+    experiments: Sequence[Experiment], value: str = "best_val_acc"
+) -> pd.DataFrame:
+    """:func:`summarize_experiment` of each experiment, one column per experiment."""
+    rows = {}
+    for experiment in experiments:
+        summary = summarize_experiment(experiment, value)
+        config = summary.pop("best_configuration") or {}
+        summary.pop("status")
+        label = experiment.name if experiment.name not in rows else str(experiment.path)
+        rows[label] = {
+            **summary,
+            "best_config_mean": config.get("mean"),
+            "best_config_std": config.get("std"),
+            "best_config_n": config.get("n"),
+            "best_config": json.dumps(config.get("params", {})),
+        }
+    return pd.DataFrame(rows)
+
+
+def list_experiments(storage: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """One row per experiment folder in ``storage``: space, trial counts by status, best, dates.
+
+    ``started_at`` comes from ``experiment.json``; ``updated_at`` is when ``trials.parquet`` (or
+    the folder) last changed, in UTC.
+    """
+    root = Path(storage).expanduser() if storage is not None else default_storage()
+    if not root.is_dir():
+        raise EgotuneError(f"--storage {root}: no such folder")
+    rows = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(("_", ".")) or not is_experiment_dir(path):
+            continue
+        experiment = load_experiment(path)
+        summary = summarize_experiment(experiment)
+        changed = path / TRIALS_FILE if (path / TRIALS_FILE).exists() else path
+        updated = datetime.fromtimestamp(changed.stat().st_mtime, UTC)
+        rows.append(
+            {
+                "experiment": experiment.name,
+                "space": summary["space"],
+                "trials": summary["trials"],
+                "status": summary["status"],
+                "best": summary["best"],
+                "started_at": experiment.metadata.get("started_at"),
+                "updated_at": updated.isoformat(timespec="seconds"),
+            }
+        )
+    columns = ["experiment", "space", "trials", "status", "best", "started_at", "updated_at"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def select_trials(
+    experiment: Experiment,
+    trial_ids: Sequence[str] | None = None,
+    top: int | None = None,
+    value: str = "best_val_acc",
+) -> list[str]:
+    """``trial_ids`` checked against the experiment, or the ``top`` trials by ``value``.
+
+    With neither, the single best trial. Trials not in the epochs table are an error.
+    """
+    known = set(experiment.epochs["trial_id"])
+    if trial_ids:
+        unknown = [t for t in trial_ids if t not in known]
+        if unknown:
+            raise ValueError(f"trials: no epochs recorded for {', '.join(unknown)}")
+        return list(trial_ids)
+    ranked = top_trials(experiment.trials, k=top or 1, value=value, group=False)
+    chosen = [t for t in ranked["trial_id"] if t in known]
+    if not chosen:
+        raise ValueError(f"{experiment.name}: no trial with {value} and recorded epochs yet")
+    return chosen
+
+
+def export_experiment(
+    experiment: Experiment, fmt: str, out: str | os.PathLike[str], *, epochs: bool = False
+) -> Path:
+    """Write the trials table (or, with ``epochs``, the epochs table) as ``csv`` or ``parquet``."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format: expected csv or parquet, got {fmt!r}")
+    table = experiment.epochs if epochs else experiment.trials
+    path = Path(out).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+    return path
+
+
+def format_number(value: Any) -> str:
+    """A hyperparameter value as the report prints it: ``1e-04``, ``0.1``, ``[30, 70]``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+            mantissa, exponent = f"{value:.2e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def plain(value: Any) -> Any:
+    """A numpy or pandas scalar as a JSON-ready Python value (NaN and NA as ``None``)."""
+    if value is None or value is pd.NA:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

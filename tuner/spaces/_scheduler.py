@@ -1,0 +1,273 @@
+"""The ``scheduler`` block: searcher and scheduler algorithm, metric and their settings."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from tuner._hints import did_you_mean
+from tuner.spaces._distributions import Distribution
+from tuner.spaces._keys import SpaceError, as_float, section_keys, typed_mapping
+
+__all__ = [
+    "ALGORITHMS",
+    "ASHA_REDUCTION_FACTOR",
+    "METRICS",
+    "Algorithm",
+    "SchedulerSettings",
+    "asha_grace_period",
+    "drop_unused_settings",
+    "fill_asha_defaults",
+    "parse_scheduler",
+]
+
+
+class Algorithm(enum.StrEnum):
+    """Searcher / scheduler of a space, as its ``scheduler.algorithm`` names it."""
+
+    GRID = "grid"
+    RANDOM = "random"
+    ASHA = "asha"
+    OPTUNA = "optuna"
+    OPTUNA_ASHA = "optuna+asha"
+
+    @property
+    def uses_asha(self) -> bool:
+        """ASHA stops trials at rungs (``asha``, ``optuna+asha``)."""
+        return self in (Algorithm.ASHA, Algorithm.OPTUNA_ASHA)
+
+    @property
+    def uses_optuna(self) -> bool:
+        """Optuna's TPE sampler proposes the trials (``optuna``, ``optuna+asha``)."""
+        return self in (Algorithm.OPTUNA, Algorithm.OPTUNA_ASHA)
+
+    @property
+    def samples(self) -> bool:
+        """Whether trials are drawn (every algorithm but ``grid``)."""
+        return self is not Algorithm.GRID
+
+
+ALGORITHMS = tuple(a.value for a in Algorithm)
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "best_val_acc")
+"""Metrics a search can optimise: what every trial reports each epoch (``EpochRecord``)."""
+ASHA_REDUCTION_FACTOR = 3.0
+"""ASHA's default eta: a third of the trials go on at each rung."""
+
+_COMMON_SETTINGS = ("algorithm", "metric", "mode", "num_samples", "max_concurrent", "seed")
+_ASHA_SETTINGS = ("grace_period", "reduction_factor", "max_t")
+_OPTUNA_SETTINGS = ("points_to_evaluate",)
+
+
+def asha_grace_period(max_t: int) -> int:
+    """ASHA's default grace period: a tenth of the longest trial, at least one epoch."""
+    return max(1, max_t // 10)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The searcher/scheduler block; ``None`` means the setting does not apply."""
+
+    algorithm: str = "grid"
+    """One of ``ALGORITHMS``."""
+    metric: str = "val_acc"
+    """Reported metric the search optimises."""
+    mode: str = "max"
+    """``max`` or ``min``."""
+    num_samples: int = 1
+    """Samples per grid cell (random, asha) or trials of the study (optuna)."""
+    max_concurrent: int | None = None
+    """Trials running at once; ``None``: as many as the resources allow."""
+    seed: int | None = None
+    """Seed of the random searcher or of Optuna's TPE sampler (not used by grid)."""
+    grace_period: int | None = None
+    """ASHA: epochs a trial runs before it can be stopped."""
+    reduction_factor: float | None = None
+    """ASHA: fraction 1/eta of trials promoted at each rung."""
+    max_t: int | None = None
+    """ASHA: last epoch of any trial (on the reported ``epoch``)."""
+    points_to_evaluate: tuple[dict[str, Any], ...] = ()
+    """Optuna: configurations of the sampled keys tried first, in order."""
+
+    @property
+    def uses_asha(self) -> bool:
+        return Algorithm(self.algorithm).uses_asha
+
+    @property
+    def uses_optuna(self) -> bool:
+        return Algorithm(self.algorithm).uses_optuna
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form, leaving out settings that do not apply."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]
+        return {k: v for k, v in values.items() if v is not None and v != []}
+
+
+def parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> SchedulerSettings:
+    if not isinstance(value or {}, Mapping):
+        raise SpaceError(source, "scheduler", f"expected a mapping, got {value!r}")
+    raw = dict(value or {})
+    algorithm = raw.get("algorithm", "grid")
+    if algorithm not in ALGORITHMS:
+        raise SpaceError(
+            source,
+            "scheduler.algorithm",
+            f"unknown scheduler {algorithm!r} (known: {', '.join(ALGORITHMS)})",
+        )
+    allowed = set(_COMMON_SETTINGS) | set(_ASHA_SETTINGS) | set(_OPTUNA_SETTINGS)
+    for key in raw:
+        if key not in allowed:
+            raise SpaceError(source, f"scheduler.{key}", "unknown key")
+    _check_setting_applies(source, Algorithm(algorithm), raw)
+    _check_algorithm_fits(source, Algorithm(algorithm), raw, sections)
+    settings = SchedulerSettings(
+        algorithm=algorithm,
+        metric=_setting(source, raw, "metric", str, "val_acc"),
+        mode=_setting(source, raw, "mode", str, "max"),
+        num_samples=_setting(source, raw, "num_samples", int, 1, minimum=1),
+        max_concurrent=_setting(source, raw, "max_concurrent", int, None, minimum=1),
+        seed=_setting(
+            source, raw, "seed", int, 0 if Algorithm(algorithm).samples else None, minimum=0
+        ),
+        grace_period=_setting(source, raw, "grace_period", int, None, minimum=1),
+        reduction_factor=_setting(source, raw, "reduction_factor", float, None, minimum=1),
+        max_t=_setting(source, raw, "max_t", int, None, minimum=1),
+        points_to_evaluate=_parse_points_to_evaluate(source, raw, sections["sample"]),
+    )
+    if settings.mode not in ("max", "min"):
+        raise SpaceError(source, "scheduler.mode", f"expected max or min, got {settings.mode!r}")
+    _check_metric(source, settings.metric, settings.mode)
+    if settings.reduction_factor is not None and settings.reduction_factor <= 1:
+        raise SpaceError(source, "scheduler.reduction_factor", "must be greater than 1")
+    return settings
+
+
+def _check_metric(source: str, metric: str, mode: str) -> None:
+    """The metric must be one every trial reports, optimised in its only sensible direction.
+
+    An unknown name would only fail once Ray Tune received the first result of every trial.
+    """
+    if metric not in METRICS:
+        suffix = did_you_mean(metric, METRICS, listing=True)
+        raise SpaceError(source, "scheduler.metric", f"{metric!r} is not reported ({suffix})")
+    wanted = "min" if metric.endswith("_loss") else "max"
+    if mode != wanted:
+        raise SpaceError(
+            source, "scheduler.mode", f"{mode} contradicts metric {metric}; use mode: {wanted}"
+        )
+
+
+def _check_setting_applies(source: str, algorithm: Algorithm, raw: Mapping[str, Any]) -> None:
+    for key in raw:
+        if key in _ASHA_SETTINGS and not algorithm.uses_asha:
+            raise SpaceError(source, f"scheduler.{key}", f"only used by asha, not {algorithm}")
+        if key in _OPTUNA_SETTINGS and not algorithm.uses_optuna:
+            raise SpaceError(source, f"scheduler.{key}", f"only used by optuna, not {algorithm}")
+        if key in ("num_samples", "seed") and not algorithm.samples:
+            raise SpaceError(
+                source, f"scheduler.{key}", "a grid runs each trial once; use repeats for seeds"
+            )
+
+
+def _check_algorithm_fits(
+    source: str, algorithm: Algorithm, raw: Mapping[str, Any], sections: Mapping[str, Any]
+) -> None:
+    sample = sections["sample"]
+    if not algorithm.samples and sample:
+        raise SpaceError(
+            source,
+            f"sample.{next(iter(sample))}",
+            "the grid algorithm cannot sample; use random, asha, optuna or optuna+asha",
+        )
+    if algorithm.uses_optuna:
+        if not sample:
+            raise SpaceError(source, "scheduler.algorithm", f"{algorithm} needs sampled keys")
+        for where, _ in section_keys(sections):
+            if not where.startswith(("fixed.", "sample.")):
+                raise SpaceError(
+                    source, where, f"{algorithm} samples every searched key; use choice"
+                )
+        if sections["repeats"]:
+            raise SpaceError(source, "repeats", f"{algorithm} cannot repeat seeds")
+    if sample and "num_samples" not in raw:
+        raise SpaceError(source, "scheduler.num_samples", "required when keys are sampled")
+
+
+def _setting(
+    source: str,
+    raw: Mapping[str, Any],
+    key: str,
+    kind: type,
+    default: Any,
+    minimum: float | None = None,
+) -> Any:
+    if key not in raw:
+        return default
+    value = raw[key]
+    if kind is float and as_float(value) is not None:
+        value = as_float(value)
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and minimum is not None:
+        ok = value >= minimum
+    if not ok:
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise SpaceError(
+            source, f"scheduler.{key}", f"expected {kind.__name__}{bound}, got {value!r}"
+        )
+    return value
+
+
+def _parse_points_to_evaluate(
+    source: str, raw: Mapping[str, Any], sample: Mapping[str, Distribution]
+) -> tuple[dict[str, Any], ...]:
+    value = raw.get("points_to_evaluate")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise SpaceError(source, "scheduler.points_to_evaluate", "expected a non-empty list")
+    points = []
+    for i, item in enumerate(value):
+        where = f"scheduler.points_to_evaluate[{i}]"
+        point = typed_mapping(source, where, item)
+        for key, val in point.items():
+            if key not in sample:
+                raise SpaceError(source, f"{where}.{key}", "not a sampled key")
+            if not sample[key].contains(val):
+                raise SpaceError(
+                    source, f"{where}.{key}", f"{val!r} is outside {sample[key].to_dict()}"
+                )
+        missing = [k for k in sample if k not in point]
+        if missing:
+            raise SpaceError(source, where, f"missing sampled keys {', '.join(missing)}")
+        points.append(point)
+    return tuple(points)
+
+
+def fill_asha_defaults(source: str, settings: SchedulerSettings, epochs: int) -> SchedulerSettings:
+    """ASHA defaults: ``max_t`` the longest trial, ``grace_period`` a tenth of it, eta 3."""
+    if not settings.uses_asha:
+        return settings
+    max_t = settings.max_t or epochs
+    grace = settings.grace_period or asha_grace_period(max_t)
+    if grace > max_t:
+        raise SpaceError(source, "scheduler.grace_period", f"{grace} is larger than max_t {max_t}")
+    return replace(
+        settings,
+        max_t=max_t,
+        grace_period=grace,
+        reduction_factor=settings.reduction_factor or ASHA_REDUCTION_FACTOR,
+    )
+
+
+def drop_unused_settings(settings: dict[str, Any]) -> None:
+    """Remove the settings of a ``scheduler`` mapping that its algorithm does not use."""
+    algorithm = Algorithm(settings["algorithm"])
+    unused = set() if algorithm.uses_asha else set(_ASHA_SETTINGS)
+    if not algorithm.uses_optuna:
+        unused |= set(_OPTUNA_SETTINGS)
+    if not algorithm.samples:
+        unused |= {"num_samples", "seed"}
+    for key in unused:
+        settings.pop(key, None)

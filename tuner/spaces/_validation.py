@@ -1,0 +1,65 @@
+"""Every trial of a space checked as a ``TrainConfig`` before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuner.config import TrainConfig, config_warnings
+from tuner.spaces._keys import SpaceError, describe, nest_config
+from tuner.spaces._prerequisites import check_match_keys
+
+if TYPE_CHECKING:
+    from tuner.spaces._space import SearchSpace
+
+__all__ = ["validate_trials"]
+
+
+def _placeholder(name: str) -> str:
+    return f"<checkpoint of prerequisite {name}>"
+
+
+def _check_config(source: str, values: Mapping[str, Any], context: str) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(nest_config(values))
+    except ValueError as exc:
+        raise SpaceError(source, "", f"{exc} ({context})") from None
+
+
+def _trial_variants(space: SearchSpace, cell: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The cell with representative values of every sampled key (each candidate at least once)."""
+    base = {**cell, **{k: d.candidates()[0] for k, d in space.sample.items()}}
+    yield base
+    for key, distribution in space.sample.items():
+        for candidate in distribution.candidates()[1:]:
+            yield {**base, key: candidate}
+    for point in space.scheduler.points_to_evaluate:
+        yield {**cell, **point}
+
+
+def validate_trials(space: SearchSpace) -> tuple[int, tuple[str, ...]]:
+    """Check every trial with ``TrainConfig.from_dict``; returns the most epochs a trial trains
+    and the configuration warnings, each naming the file, the key and how many trials it hits."""
+    check_match_keys(space)
+    provided = {p.provides: _placeholder(p.name) for p in space.trial_level_prerequisites()}
+    varying = space.varying_keys
+    max_epochs = 1
+    warned: dict[str, int] = {}
+    for cell in space.expand():
+        for trial in _trial_variants(space, cell):
+            shown = {k: trial[k] for k in varying if k in trial}
+            context = f"trial {describe(shown)}" if shown else "every trial"
+            config = _check_config(space.source, {**trial, **provided}, context)
+            max_epochs = max(
+                max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
+            )
+            for message in config_warnings(config):
+                warned[message] = warned.get(message, 0) + 1
+    for run in space.prerequisite_runs():
+        needs = {space.prerequisites[name].provides: _placeholder(name) for name, _ in run.requires}
+        _check_config(space.source, {**run.config, **needs}, f"prerequisite {run.name}")
+    counted = not space.is_sampled and not space.scheduler.points_to_evaluate
+    lines = tuple(
+        f"{space.source}: {m}" + (f" ({n} trial(s))" if counted else "") for m, n in warned.items()
+    )
+    return max_epochs, lines
