@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._record import record
 from tuner.replay import (
-    ALGORITHMS,
     RecordedCurves,
     ReplayOutcome,
     ReplaySettings,
     load_recorded,
     replay_search,
 )
+from tuner.spaces import ALGORITHMS
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fig10-synthetic"
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8

@@ -67,7 +67,7 @@ class RssSampler(threading.Thread):
 
 def completion_times(experiment: Path) -> list[float]:
     """Per trial, when it reported its last epoch (``reported_at`` in the epochs table), sorted."""
-    from tuner.experiment import read_epochs
+    from tuner.results import read_epochs
 
     return sorted(read_epochs(experiment).groupby("trial_id")["reported_at"].max().tolist())
 

@@ -128,7 +128,7 @@ def run_fixed_work(
 def result_span(experiment: Path, start: float) -> tuple[float, float]:
     """Seconds from ``start`` to the first result and to the last one, from the ``reported_at``
     of the epoch rows: what comes before is start-up, what comes after is tear-down."""
-    from tuner.experiment import read_epochs
+    from tuner.results import read_epochs
 
     stamps = read_epochs(experiment)["reported_at"]
     return float(stamps.min()) - start, float(stamps.max()) - start
@@ -137,7 +137,7 @@ def result_span(experiment: Path, start: float) -> tuple[float, float]:
 def stream_capacity(folder: Path, results: int, trials: int = 50) -> dict[str, float]:
     """Epoch rows per second that ``ParquetResultsCallback`` streams into Parquet, without Tune."""
     from tuner.callbacks import ParquetResultsCallback
-    from tuner.experiment import read_epochs
+    from tuner.results import read_epochs
 
     callback = ParquetResultsCallback(folder)
     stand_ins = [
@@ -177,7 +177,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             space, trial, data, folder / "results", "run", reuse_actors=args.reuse_actors
         )
         first_result_s, last_result_s = result_span(experiment, start)
-        from tuner.experiment import read_epochs, read_trials
+        from tuner.results import read_epochs, read_trials
 
         rows, trial_rows = len(read_epochs(experiment)), len(read_trials(experiment))
         parts = len(list((experiment / "epochs.parquet").glob("*.parquet")))

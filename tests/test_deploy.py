@@ -21,8 +21,8 @@ import yaml
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from tuner._cli_spaces import apply_override_arguments
 from tuner.cli import build_parser
+from tuner.cli.spaces import apply_override_arguments
 from tuner.spaces import load_space
 
 ROOT = Path(__file__).resolve().parents[1]

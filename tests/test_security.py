@@ -22,7 +22,7 @@ from tests.gtea_trees import make_tree
 from tuner.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint
 from tuner.cli import main
 from tuner.errors import EgotuneError
-from tuner.experiment import read_experiment_metadata, write_experiment_metadata
+from tuner.results import read_experiment_metadata, write_experiment_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("data_pipeline", "models", "tuner", "bench")

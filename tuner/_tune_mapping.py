@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import EgotuneError
-from tuner.spaces import Distribution, SearchSpace, key_kind, nest_config
+from tuner.spaces import (
+    ASHA_REDUCTION_FACTOR,
+    Distribution,
+    SearchSpace,
+    key_kind,
+    nest_config,
+)
 
 __all__ = [
     "OPTUNA_DB",
@@ -169,7 +175,7 @@ def build_scheduler(space: SearchSpace) -> Any:
         mode=settings.mode,
         max_t=settings.max_t,
         grace_period=settings.grace_period,
-        reduction_factor=settings.reduction_factor or 3.0,
+        reduction_factor=settings.reduction_factor or ASHA_REDUCTION_FACTOR,
     )
 
 

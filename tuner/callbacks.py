@@ -3,7 +3,7 @@
 :class:`ParquetResultsCallback` runs in the driver. Each reported result becomes a row of
 ``epochs.parquet/`` (keyed by trial and epoch) and updates that trial's row of ``trials.parquet``;
 both are flushed every ``flush_interval_s`` seconds, when a trial ends and when the experiment
-ends (layout and atomicity: :mod:`tuner._parquet_store`).
+ends (layout and atomicity: :mod:`tuner.results._store`).
 
 Restores: the folder is the source of truth. When ``Tuner.restore`` builds a fresh callback from
 the pickled run configuration, :meth:`ParquetResultsCallback.setup` loads the keys and trial rows
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from tuner._parquet_store import EpochPartWriter, TrialsTableWriter
 from tuner.config import flatten_config
+from tuner.results import EpochPartWriter, TrialsTableWriter
 
 if TYPE_CHECKING:
     from ray.tune import Checkpoint

@@ -11,13 +11,23 @@ This module does not import ray or torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import yaml
+
+from tuner._config_checks import (
+    MODEL_NAMES,
+    MS_LAYERS,
+    coerce_number,
+    is_number,
+    looks_numeric,
+    validate_config,
+    validate_stage_settings,
+)
+from tuner._hints import did_you_mean
 
 __all__ = [
     "MODEL_NAMES",
@@ -31,16 +41,7 @@ __all__ = [
     "yaml_error_text",
 ]
 
-MODEL_NAMES = (
-    "ego_rnn",
-    "flow_resnet34",
-    "two_stream",
-    "ego_rnn_ms",
-    "ego_rnn_ms_sd",
-    "ego_rnn_repflow",
-)
 _STAGED_MODELS = ("ego_rnn", "ego_rnn_ms", "ego_rnn_ms_sd", "ego_rnn_repflow")
-_MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class StageSettings:
     """Multiplicative LR decay at each milestone (per epoch for the two-stream StepLR)."""
 
     def __post_init__(self) -> None:
-        _validate_stage_settings(self, prefix="")
+        validate_stage_settings(self, prefix="")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class AuxWeights:
     def __post_init__(self) -> None:
         for name in ("ms", "sd"):
             value = getattr(self, name)
-            if not _is_number(value) or value < 0 or not math.isfinite(value):
+            if not is_number(value) or value < 0 or not math.isfinite(value):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
 
 
@@ -188,7 +189,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _coerce(self)
-        _validate(self)
+        validate_config(self)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -232,7 +233,7 @@ class TrainConfig:
     @property
     def ms_size(self) -> int:
         """Side l of the motion-segmentation map for ``ms_layer``."""
-        return _MS_LAYERS[self.ms_layer]
+        return MS_LAYERS[self.ms_layer]
 
     def stage_settings(self, stage: int) -> StageSettings:
         """Fully resolved optimisation settings for ``stage`` (no ``None`` left)."""
@@ -314,7 +315,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             problem = yaml_error_text(exc, with_position=False)
             raise ValueError(f"--set {key}: cannot parse value {raw!r}: {problem}") from None
-        if isinstance(value, str) and _looks_numeric(value):
+        if isinstance(value, str) and looks_numeric(value):
             value = float(value)  # YAML 1.1 reads "1e-4" as a string
         target = result
         *parents, leaf = key.split(".")
@@ -352,32 +353,14 @@ def _position(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-# -- validation helpers ---------------------------------------------------------------------
-
-
 def _known_keys_hint(key: str, names: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(names), n=1)
-    if close:
-        return f"did you mean {close[0]}?"
-    return f"known keys: {', '.join(sorted(names))}"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return did_you_mean(key, sorted(names)) or f"known keys: {', '.join(sorted(names))}"
 
 
 def _nested(cls: type, value: Any, name: str) -> Any:
     if isinstance(value, cls):
         return value
-    if cls is AuxWeights and _is_number(value):
+    if cls is AuxWeights and is_number(value):
         return AuxWeights(ms=float(value), sd=float(value))
     if not isinstance(value, Mapping):
         raise ValueError(f"{name}: expected a mapping, got {value!r}")
@@ -386,17 +369,9 @@ def _nested(cls: type, value: Any, name: str) -> Any:
         if key not in known:
             raise ValueError(f"{name}.{key}: unknown key ({_known_keys_hint(key, known)})")
     try:
-        return cls(**{k: _coerce_number(v) for k, v in value.items()})
+        return cls(**{k: coerce_number(v) for k, v in value.items()})
     except ValueError as exc:
         raise ValueError(f"{name}.{exc}") from None
-
-
-def _coerce_number(value: Any) -> Any:
-    if isinstance(value, str) and _looks_numeric(value):
-        return float(value)
-    if isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 def _coerce(cfg: TrainConfig) -> None:
@@ -414,129 +389,13 @@ def _coerce(cfg: TrainConfig) -> None:
             setattr_(cfg, name, tuple(value))
     for name in ("lr", "weight_decay", "gamma", "lr_flow", "lr_repflow_scale", "ms_dropout"):
         value = getattr(cfg, name)
-        numeric_text = isinstance(value, str) and _looks_numeric(value)
+        numeric_text = isinstance(value, str) and looks_numeric(value)
         if numeric_text or (isinstance(value, int) and not isinstance(value, bool)):
             setattr_(cfg, name, float(value))
     if isinstance(cfg.stage1, Mapping):
         setattr_(cfg, "stage1", _nested(StageSettings, cfg.stage1, "stage1"))
-    if isinstance(cfg.alpha, Mapping) or _is_number(cfg.alpha):
+    if isinstance(cfg.alpha, Mapping) or is_number(cfg.alpha):
         setattr_(cfg, "alpha", _nested(AuxWeights, cfg.alpha, "alpha"))
-
-
-def _check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-    options = tuple(choices)
-    if value not in options:
-        raise ValueError(f"{name}: must be one of {', '.join(map(str, options))}; got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = _is_number(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
-
-
-def _validate_stage_settings(s: StageSettings, prefix: str) -> None:
-    object.__setattr__(s, "milestones", _coerce_number(s.milestones))
-    for name in ("lr", "weight_decay", "gamma"):
-        object.__setattr__(s, name, _coerce_number(getattr(s, name)))
-    if s.optimizer is not None:
-        _check_choice(f"{prefix}optimizer", s.optimizer, ("adam", "sgd"))
-    if s.lr is not None:
-        _check_positive(f"{prefix}lr", s.lr)
-    if s.weight_decay is not None:
-        _check_positive(f"{prefix}weight_decay", s.weight_decay, allow_zero=True)
-    if s.gamma is not None:
-        _check_positive(f"{prefix}gamma", s.gamma)
-    if s.epochs is not None:
-        _check_int(f"{prefix}epochs", s.epochs, 1)
-    if s.milestones is not None:
-        _check_milestones(f"{prefix}milestones", s.milestones)
-
-
-def _check_milestones(name: str, value: Any) -> None:
-    if not isinstance(value, tuple) or not all(
-        isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in value
-    ):
-        raise ValueError(f"{name}: must be a list of positive integers, got {value!r}")
-    if list(value) != sorted(set(value)):
-        raise ValueError(f"{name}: must be strictly increasing, got {list(value)}")
-
-
-def _validate(cfg: TrainConfig) -> None:
-    _check_choice("model", cfg.model, MODEL_NAMES)
-    _check_choice("stage", cfg.stage, ("1", "2", "both"))
-    _check_int("frames", cfg.frames, 1)
-    _check_int("batch_size", cfg.batch_size, 1)
-    _validate_stage_settings(
-        StageSettings(
-            cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.epochs, cfg.milestones, cfg.gamma
-        ),
-        prefix="",
-    )
-    _check_positive("lr_flow", cfg.lr_flow)
-    _check_positive("lr_repflow_scale", cfg.lr_repflow_scale)
-    _check_int("crop_size", cfg.crop_size, 32)
-    _check_int("seed", cfg.seed, 0)
-    if not isinstance(cfg.device, str) or not (
-        cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
-    ):
-        raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
-    _check_choice("precision", cfg.precision, ("fp32", "bf16"))
-    _check_int("num_workers", cfg.num_workers, 0)
-    for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ValueError(f"{name}: must be true or false, got {getattr(cfg, name)!r}")
-    _validate_users(cfg)
-    _check_choice("backbone", cfg.backbone, ("resnet18", "resnet34", "resnet50"))
-    if not isinstance(cfg.weights, str) or not cfg.weights:
-        raise ValueError(f"weights: must be imagenet, none or a file path, got {cfg.weights!r}")
-    _check_choice("bn_calibration", cfg.bn_calibration, ("auto", "on", "off"))
-    _check_choice("frame_store", cfg.frame_store, ("auto", "on", "off"))
-    if cfg.frame_store_dir is not None and (
-        not isinstance(cfg.frame_store_dir, str) or not cfg.frame_store_dir
-    ):
-        raise ValueError(
-            f"frame_store_dir: must be a folder path or null, got {cfg.frame_store_dir!r}"
-        )
-    _check_int("mem_size", cfg.mem_size, 1)
-    _check_int("flow_stack", cfg.flow_stack, 1)
-    _check_int("flow_segments", cfg.flow_segments, 1)
-    _check_choice("ms_layer", cfg.ms_layer, tuple(_MS_LAYERS))
-    _check_choice("ms_task", cfg.ms_task, ("classification", "regression"))
-    _check_choice("ms_target", cfg.ms_target, ("binary", "gray"))
-    _check_choice("ms_downsample", cfg.ms_downsample, ("point", "grid"))
-    _check_choice("ms_loss_norm", cfg.ms_loss_norm, ("pixel", "frame_sum"))
-    if cfg.ms_target == "gray" and cfg.ms_task != "regression":
-        raise ValueError("ms_target: gray targets need ms_task=regression")
-    if cfg.ms_dropout is not None and not (_is_number(cfg.ms_dropout) and 0 <= cfg.ms_dropout < 1):
-        raise ValueError(f"ms_dropout: must be in [0, 1) or null, got {cfg.ms_dropout!r}")
-    _check_int("repflow_iters", cfg.repflow_iters, 1)
-    for name in ("init_checkpoint", "rgb_checkpoint", "flow_checkpoint"):
-        value = getattr(cfg, name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"{name}: must be a path or null, got {value!r}")
-    if cfg.model == "two_stream" and cfg.stage != "1" and cfg.stage != "2":
-        raise ValueError("stage: two_stream has a single training phase; use stage 1 or 2")
-    if cfg.stage == "both" and cfg.init_checkpoint is not None:
-        raise ValueError("init_checkpoint: not used with stage=both (stage 2 starts from stage 1)")
-
-
-def _validate_users(cfg: TrainConfig) -> None:
-    for name in ("train_users", "val_users"):
-        users = getattr(cfg, name)
-        if not isinstance(users, tuple) or not users or not all(isinstance(u, str) for u in users):
-            raise ValueError(
-                f"{name}: must be a non-empty list of user folder names, got {users!r}"
-            )
-    overlap = set(cfg.train_users) & set(cfg.val_users)
-    if overlap:
-        raise ValueError(f"val_users: {sorted(overlap)} also in train_users; splits are by user")
 
 
 def _plain(value: Any) -> Any:

@@ -28,7 +28,6 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,11 @@ from data_pipeline import (
     default_scale_size,
     split_by_user,
 )
-from models import set_stage_mode, stage_param_groups, tap_size
+from models import set_stage_mode, tap_size
 from tuner._families import Family, family_for
 from tuner._model_factory import build_model
+from tuner._optim import build_optimizer, build_scheduler
+from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from tuner.config import StageSettings, TrainConfig
 from tuner.errors import EgotuneError
@@ -62,47 +63,9 @@ __all__ = [
     "resolve_device",
 ]
 
-TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
-"""Fields of an :class:`EpochRecord` that measure time and so differ between identical runs."""
 
 # Settings that change how a run executes but not what it computes; a resume may change them.
 _RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir"})
-
-
-@dataclass
-class EpochRecord:
-    """What the engine reports after each epoch (accuracies in percent, as in the report)."""
-
-    epoch: int
-    """Global epoch number, 1-based, increasing across stages."""
-    stage: int
-    stage_epoch: int
-    """Epoch number within the stage, 1-based."""
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    lr: float
-    """Learning rate of the first optimiser group during this epoch."""
-    best_val_acc: float
-    """Best validation accuracy of the current stage so far."""
-    best_epoch: int
-    """Global epoch of ``best_val_acc``."""
-    seconds: float
-    clips_per_s: float
-    """Training clips per second of this epoch."""
-    data_wait_frac: float
-    """Fraction of the training time spent waiting for batches."""
-    ms_loss: float | None = None
-    sd_loss: float | None = None
-
-    @property
-    def is_best(self) -> bool:
-        return self.best_epoch == self.epoch
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping without the auxiliary losses this model does not have."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 class EpochSampler(Sampler[int]):
@@ -251,8 +214,8 @@ class Trainer:
         self.model.train()
         set_stage_mode(self.model, stage)
         self._changing = _changing_keys(self.model)
-        self.optimizer = _build_optimizer(self.model, stage, self.config, self._settings)
-        self.scheduler = _build_scheduler(self.optimizer, self.config, self._settings)
+        self.optimizer = build_optimizer(self.model, stage, self.config, self._settings)
+        self.scheduler = build_scheduler(self.optimizer, self.config, self._settings)
         self.stage_epoch = 0
         self.best = {"val_acc": -1.0, "epoch": 0}
         self.best_model = None
@@ -327,7 +290,7 @@ class Trainer:
         self.model.train()
         set_stage_mode(self.model, self.stage)
         loader = self._loader(self.train_set, epoch, train=True)
-        totals = _Totals(self.family.aux_names)
+        totals = EpochTotals(self.family.aux_names)
         wait = 0.0
         tick = time.perf_counter()
         for batch in loader:
@@ -350,7 +313,7 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
         self.model.eval()
-        totals = _Totals(())
+        totals = EpochTotals(())
         for batch in self._loader(self.val_set, 0, train=False):
             batch = self._to_device(batch)
             with self._precision():
@@ -423,73 +386,6 @@ class Trainer:
         if self._autocast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast(self.device.type, enabled=False)
-
-
-class _Totals:
-    """Sample-weighted running means of the losses and the accuracy of one epoch."""
-
-    def __init__(self, aux_names: tuple[str, ...]) -> None:
-        self.count = 0
-        self.correct = 0
-        self.loss = 0.0
-        self.aux = dict.fromkeys(aux_names, 0.0)
-        self.aux_count = 0
-
-    def add(self, out: Any, labels: Tensor) -> None:
-        size = int(labels.shape[0])
-        self.count += size
-        self.correct += int((out.logits.argmax(dim=1) == labels).sum())
-        self.loss += float(out.action_loss.detach()) * size
-        if out.aux:
-            self.aux_count += size
-            for name, value in out.aux.items():
-                self.aux[name] += float(value.detach()) * size
-
-    def summary(self) -> dict[str, float]:
-        count = max(self.count, 1)
-        result = {"loss": self.loss / count, "acc": 100.0 * self.correct / count}
-        result["clips"] = float(self.count)
-        if self.aux_count:
-            result.update({k: v / self.aux_count for k, v in self.aux.items()})
-        return result
-
-
-def _build_optimizer(
-    model: nn.Module, stage: int, cfg: TrainConfig, settings: StageSettings
-) -> torch.optim.Optimizer:
-    groups = []
-    for group in stage_param_groups(model, stage):
-        params = [p for p in group["params"] if p.requires_grad]
-        if params:
-            lr = _group_lr(group["name"], cfg, settings)
-            groups.append({"params": params, "lr": lr, "name": group["name"]})
-    if not groups:
-        raise ValueError(f"stage: model {cfg.model} has no trainable parameters in stage {stage}")
-    lr, decay = float(settings.lr or 0.0), float(settings.weight_decay or 0.0)
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=decay)
-    return torch.optim.Adam(groups, lr=lr, eps=1e-4, weight_decay=decay)
-
-
-def _group_lr(name: str, cfg: TrainConfig, settings: StageSettings) -> float:
-    """Learning rate of an optimiser group: the base rate, but for the two-stream flow layer4
-    (``lr_flow``) and the representation-flow TV-L1 parameters (base x ``lr_repflow_scale``)."""
-    base = float(settings.lr or 0.0)
-    if name == "flow":
-        return cfg.lr_flow
-    if name == "repflow":
-        return base * cfg.lr_repflow_scale
-    return base
-
-
-def _build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, settings: StageSettings
-) -> torch.optim.lr_scheduler.LRScheduler:
-    gamma = float(settings.gamma)  # type: ignore[arg-type]
-    if cfg.model == "two_stream":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
-    milestones = list(settings.milestones or ())
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)
 
 
 def _wants_bn_calibration(cfg: TrainConfig) -> bool:

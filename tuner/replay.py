@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tuner.errors import EgotuneError, UsageError
+from tuner.spaces import ALGORITHMS, ASHA_REDUCTION_FACTOR, Algorithm, asha_grace_period
 
 if TYPE_CHECKING:
     import pandas as pd
     from ray.tune.experiment import Trial
 
 __all__ = [
-    "ALGORITHMS",
     "TRIAL_KEY",
     "RecordedCurves",
     "ReplayOutcome",
@@ -65,7 +65,6 @@ __all__ = [
     "summarize_trace",
 ]
 
-ALGORITHMS = ("grid", "random", "asha", "optuna", "optuna+asha")
 TRIAL_KEY = "recorded_trial"
 """Config key (and reported metric) naming the recorded trial a replayed trial replays."""
 _EVERY_TRIAL_ONCE = ("grid", "asha")  # what `egotune search --scheduler asha` does on a grid
@@ -153,8 +152,7 @@ def load_recorded(
     Raises :class:`EgotuneError` with one line when the experiment does not exist or recorded no
     epoch with its metric.
     """
-    from tuner.experiment import read_epochs, read_trials
-    from tuner.results import resolve_experiment
+    from tuner.results import read_epochs, read_trials, resolve_experiment
 
     path = resolve_experiment(exp, storage)
     metric, mode = _recorded_objective(path)
@@ -180,7 +178,7 @@ def _recorded_objective(path: Path) -> tuple[str, str]:
     """Metric and mode of the recorded space (the defaults when the folder does not say)."""
     import yaml
 
-    from tuner.experiment import read_experiment_metadata
+    from tuner.results import read_experiment_metadata
 
     try:
         text = read_experiment_metadata(path)["space"]["text"]
@@ -398,7 +396,8 @@ def _scheduler_space(curves: RecordedCurves, settings: ReplaySettings) -> Any:
     """A search space holding only the scheduler block, for ``build_tune_config``."""
     from tuner.spaces import Resources, SchedulerSettings, SearchSpace
 
-    asha = settings.algorithm in ("asha", "optuna+asha")
+    algorithm = Algorithm(settings.algorithm)
+    asha = algorithm.uses_asha
     max_t = curves.max_epoch
     scheduler = SchedulerSettings(
         algorithm=settings.algorithm,
@@ -406,9 +405,9 @@ def _scheduler_space(curves: RecordedCurves, settings: ReplaySettings) -> Any:
         mode=curves.mode,
         num_samples=1 if settings.algorithm in _EVERY_TRIAL_ONCE else _samples(curves, settings),
         max_concurrent=settings.max_concurrent,
-        seed=None if settings.algorithm == "grid" else settings.seed,
-        grace_period=(settings.grace_period or max(1, max_t // 10)) if asha else None,
-        reduction_factor=(settings.reduction_factor or 3.0) if asha else None,
+        seed=settings.seed if algorithm.samples else None,
+        grace_period=(settings.grace_period or asha_grace_period(max_t)) if asha else None,
+        reduction_factor=(settings.reduction_factor or ASHA_REDUCTION_FACTOR) if asha else None,
         max_t=max_t if asha else None,
     )
     name = f"replay-{curves.experiment}"

@@ -36,6 +36,7 @@ from data_pipeline import (
     split_by_user,
     verify_frames,
 )
+from tuner._atomic import write_json_atomic
 from tuner._ray_session import check_trial_resources, connect
 from tuner._tune_mapping import (
     build_param_space,
@@ -47,7 +48,7 @@ from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.config import TrainConfig, flatten_config
 from tuner.engine import best_weights_checkpoint
 from tuner.errors import EgotuneError, UsageError
-from tuner.experiment import write_experiment_metadata
+from tuner.results import STORAGE_ENV, write_experiment_metadata
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
 from tuner.trainable import CHECKPOINT_SCORE, STATE_FILE, train_trial
 
@@ -59,7 +60,6 @@ __all__ = [
     "PREREQUISITES_DIR",
     "SearchOptions",
     "SearchOutcome",
-    "default_storage",
     "run_search",
 ]
 
@@ -71,7 +71,6 @@ DATASET_CHECKS_DIR = "_dataset_checks"
 """``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
 MIN_FREE_BYTES = 1 << 30
 """Free space ``--storage`` must have when a search starts."""
-STORAGE_ENV = "EGOTUNE_STORAGE"
 # Keys a prerequisite run takes from the trials when its own config does not set them: they
 # decide weight shapes or where and how the run executes, so a mismatch could not be loaded.
 _INHERITED_KEYS = (
@@ -124,12 +123,6 @@ class SearchOutcome:
     dashboard_url: str | None
     num_trials: int
     num_errors: int
-
-
-def default_storage() -> Path:
-    """``$EGOTUNE_STORAGE``, else ``~/egotune-results``."""
-    env = os.environ.get(STORAGE_ENV)
-    return Path(env).expanduser() if env else Path.home() / "egotune-results"
 
 
 def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
@@ -320,7 +313,8 @@ def _run_prerequisite(
         "dataset": fingerprint,
         "checkpoint": checkpoint,
     }
-    _write_json_atomic(record_file, record)
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_file, record)
     return checkpoint
 
 
@@ -439,10 +433,3 @@ def _plain_checkpoints(
         name: [{"match": dict(match), "checkpoint": path} for match, path in runs.items()]
         for name, runs in checkpoints.items()
     }
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)

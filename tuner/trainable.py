@@ -78,8 +78,7 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex) -> None:
     history: list[dict[str, Any]] = []
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(load_checkpoint(Path(folder) / STATE_FILE))
-            history = _read_history(Path(folder))
+            history = _restore(trainer, Path(folder))
     final_stage = trainer.stages[-1]
     context = tune.get_context()
     tags = {"experiment": context.get_experiment_name(), "trial": context.get_trial_name()}
@@ -97,6 +96,20 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex) -> None:
         # A diverged configuration diverges again from its checkpoint (runs are exactly
         # reproducible), so a retry would only waste the slot: end the trial with what it has.
         print(f"trial stopped: {exc}", flush=True)
+
+
+def _restore(trainer: Trainer, folder: Path) -> list[dict[str, Any]]:
+    """Load the trainer state of a checkpoint folder; returns its reported rows.
+
+    A folder without its state file is a checkpoint whose copy into the storage was cut short
+    (the driver and the trial's worker killed together): the trial then starts again from its
+    first epoch, which replays the same metrics, and says so.
+    """
+    if not (folder / STATE_FILE).is_file():
+        print(f"trial restarts from epoch 1: {folder} lacks {STATE_FILE} (an interrupted copy)")
+        return []
+    trainer.load_state_dict(load_checkpoint(folder / STATE_FILE))
+    return _read_history(folder)
 
 
 def _read_history(folder: Path) -> list[dict[str, Any]]:

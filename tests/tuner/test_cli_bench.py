@@ -9,7 +9,7 @@ import pytest
 
 from bench._record import record
 from tuner import cli
-from tuner._cli_bench import available
+from tuner.cli.bench import available
 
 
 def test_record_writes_json_and_appends_one_row_per_run(tmp_path: Path) -> None:

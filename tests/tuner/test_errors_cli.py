@@ -16,7 +16,7 @@ import pytest
 from tests.gtea_trees import Tree, make_tree
 from tuner.cli import main
 from tuner.errors import EgotuneError
-from tuner.experiment import write_experiment_metadata
+from tuner.results import write_experiment_metadata
 from tuner.search import MIN_FREE_BYTES
 
 DiskUsage = namedtuple("DiskUsage", "total used free")

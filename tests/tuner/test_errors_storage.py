@@ -16,7 +16,7 @@ import torch
 from tests.tuner.test_results import write_handmade
 from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.cli import main
-from tuner.experiment import (
+from tuner.results import (
     EPOCHS_DIR,
     METADATA_FILE,
     TRIALS_FILE,
@@ -61,7 +61,7 @@ def test_a_trials_table_write_that_fails_midway_keeps_the_previous_table(tmp_pat
     writer.write()
     before = (tmp_path / TRIALS_FILE).read_bytes()
     writer.update("t1", {"status": "TERMINATED", "best_val_acc": 55.0})
-    monkeypatch.setattr("tuner._parquet_store.pq.write_table", disk_full_after_some_bytes(None))
+    monkeypatch.setattr("tuner.results._store.pq.write_table", disk_full_after_some_bytes(None))
     with pytest.raises(OSError, match="No space left on device"):
         writer.write()
     monkeypatch.undo()
@@ -77,7 +77,7 @@ def test_an_epochs_part_that_fails_midway_is_never_visible(tmp_path, monkeypatch
     writer.add({"trial_id": "t1", "epoch": 1, "val_acc": 10.0})
     writer.flush()
     writer.add({"trial_id": "t1", "epoch": 2, "val_acc": 20.0})
-    monkeypatch.setattr("tuner._parquet_store.pq.write_table", disk_full_after_some_bytes(None))
+    monkeypatch.setattr("tuner.results._store.pq.write_table", disk_full_after_some_bytes(None))
     with pytest.raises(OSError, match="No space left on device"):
         writer.flush()
     monkeypatch.undo()
@@ -96,7 +96,7 @@ def test_an_experiment_record_rewrite_that_fails_keeps_the_previous_record(tmp_p
     def failing_replace(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr("tuner._parquet_store.os.replace", failing_replace)
+    monkeypatch.setattr("tuner._atomic.os.replace", failing_replace)
     with pytest.raises(OSError):
         write_experiment_metadata(tmp_path, overrides={"data": "/second"}, **record)
     monkeypatch.undo()

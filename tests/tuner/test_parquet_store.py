@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tuner._parquet_store import write_atomic
-from tuner.experiment import (
+from tuner._atomic import write_atomic
+from tuner.results import (
     EPOCH_SCHEMA,
     SCHEMA_VERSION,
     EpochPartWriter,

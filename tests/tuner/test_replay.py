@@ -9,12 +9,6 @@ import pytest
 
 from tuner import cli
 from tuner.errors import EgotuneError, UsageError
-from tuner.experiment import (
-    EpochPartWriter,
-    TrialsTableWriter,
-    read_epochs,
-    write_experiment_metadata,
-)
 from tuner.replay import (
     TRIAL_KEY,
     ReplaySettings,
@@ -22,6 +16,12 @@ from tuner.replay import (
     load_recorded,
     replay_search,
     summarize_trace,
+)
+from tuner.results import (
+    EpochPartWriter,
+    TrialsTableWriter,
+    read_epochs,
+    write_experiment_metadata,
 )
 
 EPOCHS = 6

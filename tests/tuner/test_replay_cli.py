@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tuner import cli
-from tuner.experiment import write_experiment_metadata
+from tuner.results import write_experiment_metadata
 
 FIXTURES = Path(__file__).resolve().parents[2] / "bench" / "fixtures"
 FIXTURE = "fig10-synthetic"

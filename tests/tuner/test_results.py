@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from tuner import results
-from tuner._plots import lr_phases
 from tuner.errors import EgotuneError
-from tuner.experiment import EpochPartWriter, TrialsTableWriter
+from tuner.results import EpochPartWriter, TrialsTableWriter
+from tuner.results._plots import lr_phases
 
 LRS = (1e-4, 1e-3)
 MILESTONES = ([30, 70], [40, 80])

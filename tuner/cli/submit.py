@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner._cli_search import add_search_arguments
+from tuner.cli.search import add_search_arguments
 from tuner.errors import EgotuneError, UsageError
 
 JOB_ID_PREFIX = "egotune-"

@@ -33,11 +33,13 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tuner._atomic import write_atomic
 
 __all__ = [
     "EPOCHS_DIR",
@@ -49,7 +51,6 @@ __all__ = [
     "TrialsTableWriter",
     "read_epochs",
     "read_trials",
-    "write_atomic",
 ]
 
 SCHEMA_VERSION = 1
@@ -106,40 +107,6 @@ _REJECTED = object()  # a value that does not fit its column's type
 
 
 # -- atomic files ---------------------------------------------------------------------------
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
-    """Create or replace ``path`` with what ``write(file)`` writes, all or nothing.
-
-    The bytes go to a temporary file in the same directory, which is fsynced and renamed over
-    ``path``; if ``write`` raises, the temporary file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_table_atomic(table: pa.Table, path: Path) -> None:

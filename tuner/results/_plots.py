@@ -1,10 +1,13 @@
 """Figures of an experiment's results, drawn with matplotlib's non-interactive Agg backend.
 
-- :func:`plot_curves`: training and validation accuracy and loss by epoch, one row per trial, with
+:func:`plot_curves`, :func:`plot_importances` and :func:`plot_parallel` take an experiment (or its
+importances) and choose what to show; the ``draw_*`` functions draw given frames:
+
+- :func:`draw_curves`: training and validation accuracy and loss by epoch, one row per trial, with
   the learning-rate phases shaded and their boundaries marked by gray lines (the report's Fig. 12)
   and stage boundaries drawn as labelled black lines;
-- :func:`plot_importances`: a horizontal bar per hyperparameter;
-- :func:`plot_parallel` and :func:`parallel_html`: parallel coordinates, one line per trial colored
+- :func:`draw_importances`: a horizontal bar per hyperparameter;
+- :func:`draw_parallel` and :func:`parallel_html`: parallel coordinates, one line per trial colored
   by its value, as a PNG or as a self-contained HTML page with an inline SVG.
 """
 
@@ -28,8 +31,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, to_hex
 
+from tuner.results._load import (
+    Experiment,
+    hashable,
+    hyperparameter_columns,
+    require_columns,
+    varying_columns,
+)
+from tuner.results._tables import format_number
+
 __all__ = [
     "ParallelAxis",
+    "draw_curves",
+    "draw_importances",
+    "draw_parallel",
     "lr_phases",
     "parallel_axes",
     "parallel_html",
@@ -58,7 +73,7 @@ def lr_phases(run: pd.DataFrame) -> list[tuple[int, int, float]]:
     return phases
 
 
-def plot_curves(
+def draw_curves(
     epochs: pd.DataFrame,
     trial_ids: Sequence[str],
     out: str | os.PathLike[str],
@@ -105,7 +120,6 @@ def _lr_norm(lrs: pd.Series) -> Normalize:
 
 def _mark_phases(ax: Axes, run: pd.DataFrame, norm: Normalize | None) -> None:
     """Shade each learning-rate phase by its rate and draw a gray line where the rate changes."""
-    from tuner.results import format_number
 
     cmap = plt.get_cmap("Greens")
     labelled: set[float] = set()
@@ -135,7 +149,7 @@ def _mark_stages(ax: Axes, run: pd.DataFrame) -> None:
         )
 
 
-def plot_importances(
+def draw_importances(
     importances: pd.Series, out: str | os.PathLike[str], *, title: str = ""
 ) -> Path:
     """Horizontal bars of ``importances`` (name -> share), the most important on top."""
@@ -166,7 +180,6 @@ class ParallelAxis:
 def parallel_axes(trials: pd.DataFrame, columns: Sequence[str], value: str) -> list[ParallelAxis]:
     """Axes for ``columns`` then ``value``: numbers scaled (log when they span two decades and are
     positive), anything else (text, lists, missing values) as evenly spaced categories."""
-    from tuner.results import format_number
 
     axes = []
     for name in [*columns, value]:
@@ -200,7 +213,7 @@ def _numeric_axis(name: str, column: pd.Series, fmt: Any) -> ParallelAxis:
     return ParallelAxis(name, np.asarray(positions, dtype=float), ticks)
 
 
-def plot_parallel(
+def draw_parallel(
     trials: pd.DataFrame, columns: Sequence[str], value: str, out: str | os.PathLike[str]
 ) -> Path:
     """Parallel coordinates of ``trials`` over ``columns``, lines colored by ``value``."""
@@ -278,6 +291,52 @@ def parallel_html(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+# -- from an experiment ------------------------------------------------------------------------
+
+
+def plot_curves(
+    experiment: Experiment, trial_ids: Sequence[str], out: str | os.PathLike[str]
+) -> Path:
+    """PNG of accuracy and loss by epoch for ``trial_ids``, LR phases and stages marked."""
+    names = hyperparameter_columns(experiment.trials)
+    shown = varying_columns(experiment.trials, names)
+    rows = experiment.trials.set_index("trial_id")
+    titles = {
+        t: ", ".join([t, *(f"{c}={format_number(rows.at[t, c])}" for c in shown)])
+        for t in trial_ids
+        if t in rows.index
+    }
+    return draw_curves(experiment.epochs, trial_ids, out, titles=titles)
+
+
+def plot_importances(
+    importances: pd.Series, out: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """PNG bar plot of :func:`param_importances`."""
+    return draw_importances(importances, out, title=title)
+
+
+def plot_parallel(
+    experiment: Experiment,
+    out: str | os.PathLike[str],
+    value: str = "best_val_acc",
+    columns: Sequence[str] | None = None,
+) -> Path:
+    """Parallel coordinates of the trials with a ``value``: ``.html`` (inline SVG) or PNG.
+
+    ``columns`` defaults to the hyperparameters that vary.
+    """
+    trials = experiment.trials.dropna(subset=[value]).reset_index(drop=True)
+    if trials.empty:
+        raise ValueError(f"{experiment.name}: no trial with {value} yet")
+    columns = list(columns) if columns is not None else varying_columns(trials)
+    require_columns(trials, columns, "params")
+    trials = hashable(trials, columns)
+    if Path(out).suffix.lower() in (".html", ".htm"):
+        return parallel_html(trials, columns, value, out, title=f"{experiment.name}: {value}")
+    return draw_parallel(trials, columns, value, out)
 
 
 def _save(fig: Any, out: str | os.PathLike[str]) -> Path:

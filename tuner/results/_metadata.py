@@ -1,9 +1,8 @@
-"""The experiment folder of a search: its metadata record and its results tables.
+"""Where experiments live, and the record of how each was run (``experiment.json``).
 
-``<storage>/<experiment>/`` holds ``experiment.json`` (how the search was run, written here),
-``trials.parquet`` and ``epochs.parquet/`` (streamed during the search by
-:class:`tuner.callbacks.ParquetResultsCallback`, or by :class:`EpochPartWriter` and
-:class:`TrialsTableWriter` directly) and Ray Tune's own files.
+``<storage>/<experiment>/`` holds ``experiment.json`` (written here), ``trials.parquet`` and
+``epochs.parquet/`` (:mod:`tuner.results._store`) and Ray Tune's own files. The storage folder is
+``--storage``, else ``$EGOTUNE_STORAGE``, else ``~/egotune-results``.
 
 Results tools import this module, so it stays light: it imports neither ray nor torch, and takes
 their versions from the installed package metadata.
@@ -25,35 +24,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner._parquet_store import (
-    EPOCH_SCHEMA,
-    EPOCHS_DIR,
-    SCHEMA_VERSION,
-    TRIALS_FILE,
-    EpochPartWriter,
-    TrialsTableWriter,
-    read_epochs,
-    read_trials,
-    write_atomic,
-)
+from tuner._atomic import write_text_atomic
+from tuner.results._store import EPOCHS_DIR, SCHEMA_VERSION, TRIALS_FILE
 
 __all__ = [
-    "EPOCHS_DIR",
-    "EPOCH_SCHEMA",
     "METADATA_FILE",
-    "SCHEMA_VERSION",
-    "TRIALS_FILE",
-    "EpochPartWriter",
-    "TrialsTableWriter",
-    "read_epochs",
+    "STORAGE_ENV",
+    "code_version",
+    "default_storage",
     "read_experiment_metadata",
-    "read_trials",
+    "runtime_versions",
     "write_experiment_metadata",
 ]
 
 METADATA_FILE = "experiment.json"
+STORAGE_ENV = "EGOTUNE_STORAGE"
+"""Environment variable naming the default storage folder."""
 _VERSIONED_PACKAGES = ("ray", "torch", "torchvision", "optuna", "pyarrow", "pandas", "numpy")
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_storage() -> Path:
+    """``$EGOTUNE_STORAGE``, else ``~/egotune-results``: where searches write and results read."""
+    env = os.environ.get(STORAGE_ENV)
+    return Path(env).expanduser() if env else Path.home() / "egotune-results"
 
 
 def write_experiment_metadata(
@@ -91,7 +85,7 @@ def write_experiment_metadata(
         record["previous_runs"] = [*previous.pop("previous_runs", []), previous]
     text = json.dumps(record, indent=2, default=str) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+    write_text_atomic(path, text)
     # Round-trip so the caller gets exactly what a reader will (tuples as lists, paths as str).
     result: dict[str, Any] = json.loads(text)
     return result

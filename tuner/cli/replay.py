@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import UsageError
+from tuner.spaces import ALGORITHMS, Algorithm
 
 __all__ = ["register"]
 
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tuner.replay import ALGORITHMS, ReplaySettings, load_recorded, replay_search
+    from tuner.replay import ReplaySettings, load_recorded, replay_search
 
     algorithms = _algorithms(args.scheduler, ALGORITHMS)
     _check_flags(args, algorithms)
@@ -104,11 +105,13 @@ def _check_flags(args: argparse.Namespace, algorithms: Sequence[str]) -> None:
         raise UsageError(f"--seeds {args.seeds}: must be 1 or more")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples {args.num_samples}: must be 1 or more")
-    if args.num_samples is not None and not set(algorithms) & {"random", "optuna", "optuna+asha"}:
+    chosen = [Algorithm(name) for name in algorithms]
+    sampling = {Algorithm.RANDOM, Algorithm.OPTUNA, Algorithm.OPTUNA_ASHA}
+    if args.num_samples is not None and not set(chosen) & sampling:
         raise UsageError("--num-samples: only random, optuna and optuna+asha use it")
     if args.tolerance < 0:
         raise UsageError(f"--tolerance {args.tolerance:g}: must be 0 or more")
-    asha = any(name in ("asha", "optuna+asha") for name in algorithms)
+    asha = any(algorithm.uses_asha for algorithm in chosen)
     for flag, value in (
         ("--grace-period", args.grace_period),
         ("--reduction-factor", args.reduction_factor),

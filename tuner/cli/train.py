@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tuner._atomic import write_text_atomic
 from tuner.config import MODEL_NAMES, TrainConfig, config_warnings, parse_overrides
 from tuner.errors import EgotuneError, UsageError
 
@@ -145,9 +146,7 @@ def _truncate_log(path: Path, last_epoch: int) -> None:
         for line in path.read_text().splitlines()
         if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch
     ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
 
 def _save_best(trainer: Any, record: dict[str, Any], folder: Path, save: Any) -> None:

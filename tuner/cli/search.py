@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner._cli_spaces import add_override_arguments, apply_override_arguments
+from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
 
 __all__ = ["print_summary", "register"]
@@ -77,7 +77,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
-    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions, default_storage
+    from tuner.results import default_storage
+    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
 
     storage = (args.storage or default_storage()).expanduser()
@@ -109,7 +110,7 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
     """The space and dataset a search ran with, from its experiment folder."""
     import yaml
 
-    from tuner.experiment import read_experiment_metadata
+    from tuner.results import read_experiment_metadata
     from tuner.spaces import parse_space
 
     folder = storage / name
@@ -140,7 +141,7 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
 
 def _known_experiments(storage: Path) -> str:
     """The experiments ``--resume`` could continue in ``storage``, for its error message."""
-    from tuner.experiment import METADATA_FILE
+    from tuner.results import METADATA_FILE
 
     if not storage.is_dir():
         return f"{storage} does not exist"
@@ -152,7 +153,8 @@ def _known_experiments(storage: Path) -> str:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from data_pipeline import synthesize
-    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions, default_storage
+    from tuner.results import default_storage
+    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
 
     storage = (args.storage or default_storage()).expanduser()
@@ -199,7 +201,7 @@ def _leave_job_working_dir(options: Any) -> None:
 
 def print_summary(experiment_dir: Path, space: Any, top: int = 5) -> None:
     """The best trials and where the Parquet tables are."""
-    from tuner.experiment import read_trials
+    from tuner.results import read_trials
 
     trials = read_trials(experiment_dir)
     keys = [key for key in space.varying_keys if key in trials.columns]

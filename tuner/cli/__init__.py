@@ -1,9 +1,11 @@
 """The ``egotune`` command line.
 
-Each command group lives in its own private module exposing ``register(subparsers)``; the handler it
-sets with ``set_defaults(handler=...)`` returns the exit status. Errors derived from
-:class:`tuner.errors.EgotuneError` (and ``ValueError`` from configuration checks) print one line and
-exit non-zero; ``--debug`` shows the traceback instead.
+Each command group is one module of this package (``tuner.cli.search``, ``tuner.cli.results``,
+...) exposing ``register(subparsers)``; the handler it sets with ``set_defaults(handler=...)``
+returns the exit status. Modules are imported when the parser is built, and each imports ray,
+torch or the training engine only inside its handlers, so ``egotune results`` runs without them.
+Errors derived from :class:`tuner.errors.EgotuneError` (and ``ValueError`` from configuration
+checks) print one line and exit non-zero; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ __all__ = ["build_parser", "main"]
 
 # Command modules, in the order their groups appear in ``egotune --help``.
 _COMMAND_MODULES = (
-    "tuner._cli_data",
-    "tuner._cli_train",
-    "tuner._cli_spaces",
-    "tuner._cli_search",
-    "tuner._cli_submit",
-    "tuner._cli_results",
-    "tuner._cli_replay",
-    "tuner._cli_bench",
+    "tuner.cli.data",
+    "tuner.cli.train",
+    "tuner.cli.spaces",
+    "tuner.cli.search",
+    "tuner.cli.submit",
+    "tuner.cli.results",
+    "tuner.cli.replay",
+    "tuner.cli.bench",
 )
 
 
@@ -89,7 +91,3 @@ def _user_error_code(exc: Exception) -> int | None:
     if dataset_error is not None and isinstance(exc, dataset_error):
         return 1
     return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

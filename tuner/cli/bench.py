@@ -17,7 +17,7 @@ from types import ModuleType
 
 from tuner.errors import EgotuneError, UsageError
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 # what `egotune bench all` (and `make bench`) runs: cheap enough for a CPU-only machine
 DEFAULT_SET = ("model_stats", "data_loader")
 
