@@ -4,7 +4,7 @@ Usage: ``egotune bench train_step [--full] [--plan] [--models M,...] [--frames 7
 [--batch N] [--crop S] [--precision fp32,bf16] [--steps N] [--peak-tflops X] [--json]
 [--no-record]`` (or ``.venv/bin/python bench/train_step.py``)
 
-One step is what the engine does per batch: the family's forward and loss (auxiliary losses
+One step is what the engine does per batch: the recipe's forward and loss (auxiliary losses
 included), backward, and the optimiser step over the stage's trainable parameters, on random
 inputs of the right shapes (random weights, 61 classes). For every model, stage and frame count
 T, in ``fp32`` (eager) and ``bf16`` (autocast plus channels-last, as ``precision: bf16`` and
@@ -51,9 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._record import record
 from models import set_stage_mode, stage_param_groups, tap_size
-from tuner._families import family_for
-from tuner._model_factory import build_model
 from tuner.config import MODEL_NAMES, TrainConfig, parse_overrides
+from tuner.recipes import build_model, recipe_for
 
 CLASSES = 61
 # Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets: (bf16, tf32). Matched in order
@@ -167,7 +166,7 @@ def config_for(case: Case, batch: int, crop: int) -> TrainConfig:
 
 def make_batch(cfg: TrainConfig, device: torch.device) -> dict[str, torch.Tensor]:
     """Random inputs of the shapes the DataLoader gives the model's family."""
-    family = family_for(cfg.model)
+    family = recipe_for(cfg.model)
     B, T, S = cfg.batch_size, cfg.frames, cfg.crop_size
     batch = {"label": torch.randint(0, CLASSES, (B,), device=device)}
     if "rgb" in family.modalities:
@@ -201,7 +200,7 @@ def make_step(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], None
     else:
         optimizer = torch.optim.Adam(params, lr=1e-4, eps=1e-4)
     batch = make_batch(cfg, device)
-    family = family_for(cfg.model)
+    family = recipe_for(cfg.model)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if cfg.precision == "bf16"
@@ -281,7 +280,7 @@ def _synchronised(device: torch.device) -> Iterator[None]:
 
 
 def stages_of(model: str) -> tuple[int, ...]:
-    return (1,) if model in ("flow_resnet34", "two_stream") else (1, 2)
+    return (1, 2) if recipe_for(model).staged else (1,)
 
 
 def cases_for(
@@ -293,7 +292,7 @@ def cases_for(
     """Every model, stage, T and precision; the flow network reads no RGB frames, so one T."""
     cases = []
     for model in models:
-        counts = frames[:1] if model == "flow_resnet34" else frames
+        counts = frames if "rgb" in recipe_for(model).modalities else frames[:1]
         for stage in stages_of(model):
             for t in counts:
                 cases += [Case(model, stage, t, p, extra) for p in precisions]

@@ -1,6 +1,7 @@
 """Model registry: a dict of constructors filled by the ``register_model`` decorator.
 
-Each model file decorates its public constructors, so importing :mod:`models` registers every
+Each model file registers its model class (or, for a composite model, a function that builds
+it) under the name the configuration uses, so importing :mod:`models` registers every
 architecture. Constructors take keyword-only, typed arguments with defaults; ``create_model``
 checks the keyword names against the constructor's signature before calling it, so a key the
 model does not know is a ``TypeError`` that names the key, the model and what it accepts.
@@ -20,13 +21,17 @@ _ModelFn = TypeVar("_ModelFn", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(fn: _ModelFn) -> _ModelFn:
-    """Register ``fn`` under its function name; a second model with the same name is an error."""
-    name = fn.__name__
-    if name in _MODELS:
-        raise ValueError(f"model {name!r} is already registered")
-    _MODELS[name] = fn
-    return fn
+def register_model(name: str) -> Callable[[_ModelFn], _ModelFn]:
+    """Decorator registering a model class (or builder function) under ``name``; a second model
+    with the same name is an error."""
+
+    def register(constructor: _ModelFn) -> _ModelFn:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = constructor
+        return constructor
+
+    return register
 
 
 def list_models() -> list[str]:

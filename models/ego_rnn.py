@@ -19,7 +19,7 @@ from models.cam_attention import CamAttention
 from models.conv_lstm import ConvLSTMCell
 from models.stages import StagePlan, check_stage
 
-__all__ = ["EgoRnn", "check_clip", "ego_rnn"]
+__all__ = ["EgoRnn", "check_clip"]
 
 
 def check_clip(rgb: Tensor, input_size: int | None = None, min_frames: int = 1) -> None:
@@ -38,6 +38,7 @@ def check_clip(rgb: Tensor, input_size: int | None = None, min_frames: int = 1) 
         )
 
 
+@register_model("ego_rnn")
 class EgoRnn(nn.Module):
     """Ego-RNN with optional CAM attention; returns action logits and the pooled cell state."""
 
@@ -112,24 +113,3 @@ def add_backbone_stage2(
         plan.add("main", conv, [conv.weight], train=train)
     if cam:
         plan.add("main", backbone.fc, [backbone.fc.weight], train=train)
-
-
-@register_model
-def ego_rnn(
-    *,
-    num_classes: int = 61,
-    mem_size: int = 512,
-    cam: bool = True,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
-) -> EgoRnn:
-    """Ego-RNN (CAM on by default); ``input_size`` is recorded, any frame size works."""
-    return EgoRnn(
-        num_classes=num_classes,
-        mem_size=mem_size,
-        cam=cam,
-        backbone=backbone,
-        weights=weights,
-        input_size=input_size,
-    )

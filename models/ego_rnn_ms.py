@@ -33,8 +33,6 @@ __all__ = [
     "STATIC",
     "EgoRnnMs",
     "EgoRnnMsSd",
-    "ego_rnn_ms",
-    "ego_rnn_ms_sd",
     "static_clip",
 ]
 
@@ -46,6 +44,7 @@ STATIC = 1
 """Static-dynamic label of a clip that repeats one frame."""
 
 
+@register_model("ego_rnn_ms")
 class EgoRnnMs(EgoRnn):
     """Ego-RNN plus a motion-segmentation head on the ``ms_layer`` tap."""
 
@@ -99,6 +98,7 @@ class EgoRnnMs(EgoRnn):
         return plan
 
 
+@register_model("ego_rnn_ms_sd")
 class EgoRnnMsSd(EgoRnnMs):
     """The MS model plus the static-dynamic discriminator on the pooled cell state."""
 
@@ -156,60 +156,3 @@ def static_clip(rgb: Tensor, generator: torch.Generator | None = None) -> Tensor
     index = torch.randint(T, (B,), generator=generator, device="cpu").to(rgb.device)
     frames = rgb[torch.arange(B, device=rgb.device), index]  # (B, 3, H, W)
     return frames.unsqueeze(1).expand_as(rgb).contiguous()  # (B, T, 3, H, W)
-
-
-@register_model
-def ego_rnn_ms(
-    *,
-    num_classes: int = 61,
-    mem_size: int = 512,
-    cam: bool = True,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
-    ms_layer: str = "conv5",
-    ms_task: str = "classification",
-    ms_dropout: float | None = None,
-) -> EgoRnnMs:
-    """Ego-RNN with the motion-segmentation head (frames must be ``input_size`` square);
-    ``ms_dropout=None`` takes the report's dropout for the tap."""
-    return EgoRnnMs(
-        num_classes=num_classes,
-        mem_size=mem_size,
-        cam=cam,
-        backbone=backbone,
-        weights=weights,
-        input_size=input_size,
-        ms_layer=ms_layer,
-        ms_task=ms_task,
-        ms_dropout=ms_dropout,
-    )
-
-
-@register_model
-def ego_rnn_ms_sd(
-    *,
-    num_classes: int = 61,
-    mem_size: int = 512,
-    cam: bool = True,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
-    ms_layer: str = "conv5",
-    ms_task: str = "classification",
-    ms_dropout: float | None = None,
-    sd_train_conv5: bool = False,
-) -> EgoRnnMsSd:
-    """Ego-RNN with the motion-segmentation head and the static-dynamic discriminator."""
-    return EgoRnnMsSd(
-        num_classes=num_classes,
-        mem_size=mem_size,
-        cam=cam,
-        backbone=backbone,
-        weights=weights,
-        input_size=input_size,
-        ms_layer=ms_layer,
-        ms_task=ms_task,
-        ms_dropout=ms_dropout,
-        sd_train_conv5=sd_train_conv5,
-    )

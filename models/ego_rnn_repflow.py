@@ -19,9 +19,10 @@ from models.ego_rnn import EgoRnn, check_clip
 from models.representation_flow import RepresentationFlow
 from models.stages import StagePlan, check_stage
 
-__all__ = ["EgoRnnRepFlow", "ego_rnn_repflow"]
+__all__ = ["EgoRnnRepFlow"]
 
 
+@register_model("ego_rnn_repflow")
 class EgoRnnRepFlow(EgoRnn):
     """Ego-RNN whose ConvLSTM reads the flow of conv3 features instead of single frames."""
 
@@ -68,26 +69,3 @@ class EgoRnnRepFlow(EgoRnn):
             plan.add("main", self.repflow, rest)
             plan.add("repflow", tvl1)
         return plan
-
-
-@register_model
-def ego_rnn_repflow(
-    *,
-    num_classes: int = 61,
-    mem_size: int = 512,
-    cam: bool = True,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
-    repflow_iters: int = 10,
-) -> EgoRnnRepFlow:
-    """Ego-RNN with the representation-flow layer after conv3 (clips need T >= 2)."""
-    return EgoRnnRepFlow(
-        num_classes=num_classes,
-        mem_size=mem_size,
-        cam=cam,
-        backbone=backbone,
-        weights=weights,
-        input_size=input_size,
-        repflow_iters=repflow_iters,
-    )

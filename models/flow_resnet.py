@@ -18,7 +18,7 @@ from models._weights import Weights, resolve_weights
 from models.backbone import build_resnet
 from models.stages import StagePlan
 
-__all__ = ["FlowResNet", "average_segment_logits", "flow_resnet34", "imagenet_to_flow_state"]
+__all__ = ["FlowResNet", "average_segment_logits", "imagenet_to_flow_state"]
 
 
 def imagenet_to_flow_state(state: dict[str, Tensor], in_channels: int) -> dict[str, Tensor]:
@@ -34,6 +34,7 @@ def imagenet_to_flow_state(state: dict[str, Tensor], in_channels: int) -> dict[s
     return adapted
 
 
+@register_model("flow_resnet34")
 class FlowResNet(nn.Module):
     """ResNet over a flow stack (B, 2*stack, H, W); returns logits and the 512-d features."""
 
@@ -98,22 +99,3 @@ def average_segment_logits(model: nn.Module, flow_segments: Tensor) -> Tensor:
     B, S = flow_segments.shape[:2]
     logits = model(flow_segments.flatten(0, 1))["logits"]  # (B*S, classes), sample-major
     return logits.unflatten(0, (B, S)).mean(dim=1)
-
-
-@register_model
-def flow_resnet34(
-    *,
-    num_classes: int = 61,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
-    flow_stack: int = 5,
-) -> FlowResNet:
-    """The flow network (ResNet-34 by default) on 2*``flow_stack`` channels."""
-    return FlowResNet(
-        num_classes=num_classes,
-        backbone=backbone,
-        weights=weights,
-        input_size=input_size,
-        flow_stack=flow_stack,
-    )

@@ -70,7 +70,7 @@ class TwoStream(nn.Module):
         return plan
 
 
-@register_model
+@register_model("two_stream")
 def two_stream(
     *,
     rgb_model: EgoRnn | None = None,

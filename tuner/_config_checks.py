@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from tuner.recipes import RECIPES, recipe_for
+
 __all__ = [
     "MODEL_NAMES",
     "MS_LAYERS",
@@ -26,14 +28,8 @@ __all__ = [
 
 MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
 """Motion-segmentation taps and their map side at 224 px."""
-MODEL_NAMES = (
-    "ego_rnn",
-    "flow_resnet34",
-    "two_stream",
-    "ego_rnn_ms",
-    "ego_rnn_ms_sd",
-    "ego_rnn_repflow",
-)
+MODEL_NAMES = tuple(RECIPES)
+"""Every model with a recipe, in registration order."""
 
 
 def is_number(value: Any) -> bool:
@@ -151,8 +147,8 @@ def validate_config(cfg: Any) -> None:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value):
             raise ValueError(f"{name}: must be a path or null, got {value!r}")
-    if cfg.model == "two_stream" and cfg.stage != "1" and cfg.stage != "2":
-        raise ValueError("stage: two_stream has a single training phase; use stage 1 or 2")
+    if not recipe_for(cfg.model).staged and cfg.stage == "both":
+        raise ValueError(f"stage: {cfg.model} has a single training phase; use stage 1 or 2")
     if cfg.stage == "both" and cfg.init_checkpoint is not None:
         raise ValueError("init_checkpoint: not used with stage=both (stage 2 starts from stage 1)")
 

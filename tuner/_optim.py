@@ -7,6 +7,7 @@ from torch import nn
 
 from models import stage_param_groups
 from tuner.config import StageSettings, TrainConfig
+from tuner.recipes import recipe_for
 
 __all__ = ["build_optimizer", "build_scheduler", "group_lr"]
 
@@ -29,21 +30,19 @@ def build_optimizer(
 
 
 def group_lr(name: str, cfg: TrainConfig, settings: StageSettings) -> float:
-    """Learning rate of an optimiser group: the base rate, but for the two-stream flow layer4
-    (``lr_flow``) and the representation-flow TV-L1 parameters (base x ``lr_repflow_scale``)."""
+    """Learning rate of an optimiser group: the base rate, unless the model's recipe sets the
+    group's own (the two-stream flow layer4: ``lr_flow``; the TV-L1 parameters of the
+    representation-flow layer: base x ``lr_repflow_scale``)."""
     base = float(settings.lr or 0.0)
-    if name == "flow":
-        return cfg.lr_flow
-    if name == "repflow":
-        return base * cfg.lr_repflow_scale
-    return base
+    special = recipe_for(cfg.model).group_lrs.get(name)
+    return base if special is None else special(cfg, base)
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, settings: StageSettings
 ) -> torch.optim.lr_scheduler.LRScheduler:
     gamma = float(settings.gamma)  # type: ignore[arg-type]
-    if cfg.model == "two_stream":
+    if recipe_for(cfg.model).per_epoch_decay:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
     milestones = list(settings.milestones or ())
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma)

@@ -28,6 +28,7 @@ from tuner._config_checks import (
     validate_stage_settings,
 )
 from tuner._hints import did_you_mean
+from tuner.recipes import recipe_for
 
 __all__ = [
     "MODEL_NAMES",
@@ -40,8 +41,6 @@ __all__ = [
     "report_defaults",
     "yaml_error_text",
 ]
-
-_STAGED_MODELS = ("ego_rnn", "ego_rnn_ms", "ego_rnn_ms_sd", "ego_rnn_repflow")
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class TrainConfig:
     @property
     def stages(self) -> tuple[int, ...]:
         """Stages this run executes, in order."""
-        if self.model not in _STAGED_MODELS:
+        if not recipe_for(self.model).staged:
             return (1,)
         return (1, 2) if self.stage == "both" else (int(self.stage),)
 
@@ -260,30 +259,13 @@ class TrainConfig:
 
 def config_warnings(cfg: TrainConfig) -> list[str]:
     """Settings that are valid but depart from the report in a way worth a line, one per key."""
-    found = []
-    ms_model = cfg.model in ("ego_rnn_ms", "ego_rnn_ms_sd")
-    if ms_model and cfg.ms_task == "classification" and cfg.ms_downsample == "grid":
-        found.append(
-            "ms_downsample: grid with ms_task=classification turns each cell's block mean into a "
-            "majority vote; the report uses the grid technique only for regression and "
-            "downsamples binary maps by point"
-        )
-    return found
+    departures = recipe_for(cfg.model).warnings
+    return departures(cfg) if departures is not None else []
 
 
 def report_defaults(model: str, stage: int) -> StageSettings:
     """The report's optimisation settings for ``model`` at ``stage`` (section 4, notes §4.2)."""
-    if model == "flow_resnet34":
-        return StageSettings("sgd", 1e-2, 5e-4, 750, (150, 300, 500), 0.5)
-    if model == "two_stream":
-        return StageSettings("sgd", 1e-2, 5e-4, 250, (), 0.99)
-    if model in ("ego_rnn_ms", "ego_rnn_ms_sd"):
-        if stage == 1:
-            return StageSettings("adam", 1e-3, 4e-5, 150, (50, 100), 0.1)
-        return StageSettings("adam", 1e-4, 4e-5, 150, (25, 75), 0.1)
-    if stage == 1:
-        return StageSettings("adam", 1e-3, 4e-5, 200, (25, 75, 150), 0.1)
-    return StageSettings("adam", 1e-4, 4e-5, 150, (25, 75), 0.1)
+    return StageSettings(**recipe_for(model).stage_defaults(stage))
 
 
 def flatten_config(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -45,13 +45,12 @@ from data_pipeline import (
     split_by_user,
 )
 from models import set_stage_mode, tap_size
-from tuner._families import Family, family_for
-from tuner._model_factory import build_model
 from tuner._optim import build_optimizer, build_scheduler
 from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from tuner.config import StageSettings, TrainConfig
 from tuner.errors import EgotuneError
+from tuner.recipes import Recipe, build_model, recipe_for
 
 __all__ = [
     "TIME_FIELDS",
@@ -113,7 +112,7 @@ class Trainer:
         self.config = config
         self.classes = list(index.classes)
         self.device = resolve_device(config.device)
-        self.family: Family = family_for(config.model)
+        self.recipe: Recipe = recipe_for(config.model)
         train_videos, val_videos = split_by_user(index, config.train_users, config.val_users)
         if not train_videos or not val_videos:
             raise ValueError(
@@ -246,7 +245,7 @@ class Trainer:
             norm.momentum = None  # cumulative average over the whole pass
             norm.train()
         for batch in self._loader(self.train_set, 0, train=True):
-            self.family.step(self.model, self._to_device(batch), self.config, self.stage, False)
+            self.recipe.step(self.model, self._to_device(batch), self.config, self.stage, False)
         for norm in norms:
             norm.momentum = 0.1
         self.model.train()
@@ -290,7 +289,7 @@ class Trainer:
         self.model.train()
         set_stage_mode(self.model, self.stage)
         loader = self._loader(self.train_set, epoch, train=True)
-        totals = EpochTotals(self.family.aux_names)
+        totals = EpochTotals(self.recipe.aux_names)
         wait = 0.0
         tick = time.perf_counter()
         for batch in loader:
@@ -298,7 +297,7 @@ class Trainer:
             batch = self._to_device(batch)
             self.optimizer.zero_grad(set_to_none=True)
             with self._precision():
-                out = self.family.step(self.model, batch, self.config, self.stage, True)
+                out = self.recipe.step(self.model, batch, self.config, self.stage, True)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
                     f"non-finite training loss at epoch {epoch}; lower lr (now "
@@ -317,7 +316,7 @@ class Trainer:
         for batch in self._loader(self.val_set, 0, train=False):
             batch = self._to_device(batch)
             with self._precision():
-                out = self.family.step(self.model, batch, self.config, self.stage, False)
+                out = self.recipe.step(self.model, batch, self.config, self.stage, False)
             totals.add(out, batch["label"])
         self.model.train()
         set_stage_mode(self.model, self.stage)
@@ -334,7 +333,7 @@ class Trainer:
                 index,
                 frame_store_dir(cfg),
                 scale_size=default_scale_size(cfg.crop_size),
-                modalities=self.family.modalities,
+                modalities=self.recipe.modalities,
             )
         except FrameStoreError as exc:
             if cfg.frame_store == "on":
@@ -347,16 +346,16 @@ class Trainer:
         return ClipDataset(
             videos,
             self.classes,
-            modalities=self.family.modalities,
+            modalities=self.recipe.modalities,
             frames=cfg.frames,
             train=train,
             crop_size=cfg.crop_size,
             flow_stack=cfg.flow_stack,
-            flow_segments=1 if train or cfg.model != "flow_resnet34" else cfg.flow_segments,
+            flow_segments=cfg.flow_segments if self.recipe.eval_flow_segments and not train else 1,
             mmap_size=tap_size(cfg.crop_size, cfg.ms_layer),
             mmap_downsample=cfg.ms_downsample,
             mmap_target=cfg.ms_target,
-            static=self.family.static and train,
+            static=self.recipe.static and train,
             seed=cfg.seed,
             decoder=self.store,
             deferred=self._deferred,

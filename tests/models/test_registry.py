@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models import create_model, list_models, model_defaults, register_model
-from models.ego_rnn import ego_rnn
+from models.ego_rnn import EgoRnn
 
 NAMES = ["ego_rnn", "ego_rnn_ms", "ego_rnn_ms_sd", "ego_rnn_repflow", "flow_resnet34", "two_stream"]
 COMMON = {
@@ -61,4 +61,4 @@ def test_invalid_values_name_the_keyword(name, kwargs, field):
 
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="already registered"):
-        register_model(ego_rnn)
+        register_model("ego_rnn")(EgoRnn)

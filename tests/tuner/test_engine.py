@@ -46,7 +46,7 @@ def test_training_steps_lower_the_loss(synthetic_root, family):
     losses = []
     for _ in range(8):
         trainer.optimizer.zero_grad()
-        out = trainer.family.step(trainer.model, batch, trainer.config, trainer.stage, True)
+        out = trainer.recipe.step(trainer.model, batch, trainer.config, trainer.stage, True)
         out.loss.backward()
         trainer.optimizer.step()
         losses.append(float(out.loss))
