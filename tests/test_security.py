@@ -170,13 +170,13 @@ def test_train_resume_refuses_a_hostile_checkpoint_in_one_line(tmp_path, capsys)
     tree = make_tree(tmp_path / "data", classes=("a", "b"), frames=3)
     out, marker = tmp_path / "run", tmp_path / "ran"
     (out / "checkpoints").mkdir(parents=True)
-    hostile_file(out / "checkpoints" / "latest.pt", marker)
+    hostile_file(out / "checkpoints" / "state-e00001.pt", marker)
     args = ["train", "--model", "ego_rnn", "--data", str(tree.root), "--out", str(out), "--resume"]
     tiny = ["weights=none", "bn_calibration=off", "backbone=resnet18", "device=cpu", "crop_size=64"]
     assert main([*args, *(f"--set={value}" for value in tiny)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert f"{out / 'checkpoints' / 'latest.pt'}: refused to load" in err
+    assert f"{out / 'checkpoints' / 'state-e00001.pt'}: refused to load" in err
     assert not marker.exists()
 
 

@@ -114,6 +114,9 @@ def validate_config(cfg: Any) -> None:
     ):
         raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     check_choice("precision", cfg.precision, ("fp32", "bf16"))
+    every = cfg.checkpoint_every
+    if every != "auto" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")
     check_int("num_workers", cfg.num_workers, 0)
     for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
         if not isinstance(getattr(cfg, name), bool):

@@ -10,7 +10,17 @@ from torch import Tensor
 __all__ = ["TIME_FIELDS", "EpochRecord", "EpochTotals"]
 
 
-TIME_FIELDS = ("seconds", "clips_per_s", "data_wait_frac")
+TIME_FIELDS = (
+    "seconds",
+    "clips_per_s",
+    "data_wait_frac",
+    "train_s",
+    "data_wait_s",
+    "val_s",
+    "checkpoint_s",
+    "report_s",
+    "startup_s",
+)
 """Fields of an :class:`EpochRecord` that measure time and so differ between identical runs."""
 
 
@@ -38,6 +48,12 @@ class EpochRecord:
     """Training clips per second of this epoch."""
     data_wait_frac: float
     """Fraction of the training time spent waiting for batches."""
+    train_s: float = 0.0
+    """Seconds of the training phase spent computing (on CUDA, until its kernels finished)."""
+    data_wait_s: float = 0.0
+    """Seconds of the training phase spent waiting for the next batch."""
+    val_s: float = 0.0
+    """Seconds of validation."""
     ms_loss: float | None = None
     sd_loss: float | None = None
 
@@ -51,29 +67,40 @@ class EpochRecord:
 
 
 class EpochTotals:
-    """Sample-weighted running means of the losses and the accuracy of one epoch."""
+    """Sample-weighted running means of the losses and the accuracy of one epoch.
+
+    Sums stay on the device the step ran on and are read once, by :meth:`summary`: a read per
+    batch would make the host wait for every batch's kernels before queueing the next batch.
+    """
 
     def __init__(self, aux_names: tuple[str, ...]) -> None:
         self.count = 0
-        self.correct = 0
-        self.loss = 0.0
-        self.aux = dict.fromkeys(aux_names, 0.0)
+        self.sums: dict[str, Tensor] = {}
+        self.aux_names = aux_names
         self.aux_count = 0
 
     def add(self, out: Any, labels: Tensor) -> None:
         size = int(labels.shape[0])
         self.count += size
-        self.correct += int((out.logits.argmax(dim=1) == labels).sum())
-        self.loss += float(out.action_loss.detach()) * size
+        self._add("correct", (out.logits.detach().argmax(dim=1) == labels).sum())
+        self._add("loss", out.action_loss.detach() * size)
         if out.aux:
             self.aux_count += size
             for name, value in out.aux.items():
-                self.aux[name] += float(value.detach()) * size
+                self._add(name, value.detach() * size)
+
+    def _add(self, name: str, value: Tensor) -> None:
+        value = value.double()
+        self.sums[name] = value if name not in self.sums else self.sums[name] + value
 
     def summary(self) -> dict[str, float]:
+        values = {k: float(v) for k, v in self.sums.items()}
         count = max(self.count, 1)
-        result = {"loss": self.loss / count, "acc": 100.0 * self.correct / count}
-        result["clips"] = float(self.count)
+        result = {
+            "loss": values.get("loss", 0.0) / count,
+            "acc": 100.0 * values.get("correct", 0.0) / count,
+            "clips": float(self.count),
+        }
         if self.aux_count:
-            result.update({k: v / self.aux_count for k, v in self.aux.items()})
+            result.update({k: values[k] / self.aux_count for k in self.aux_names if k in values})
         return result

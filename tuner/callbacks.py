@@ -5,6 +5,12 @@
 both are flushed every ``flush_interval_s`` seconds, when a trial ends and when the experiment
 ends (layout and atomicity: :mod:`tuner.results._store`).
 
+Rows are also flushed whenever a trial's checkpoint arrives, before Tune's experiment snapshot
+can refer to it: a search resumed after its driver was killed restarts each trial after its
+checkpoint, and the rows up to it are then on disk. The trials table's ``checkpoint`` column
+names the trial's best-weights file (``<experiment>/checkpoints/<trial_id>/best.pt`` once the
+trial ended).
+
 Restores: the folder is the source of truth. When ``Tuner.restore`` builds a fresh callback from
 the pickled run configuration, :meth:`ParquetResultsCallback.setup` loads the keys and trial rows
 already on disk, so epochs that a restored or retried trial reports again are skipped, and no
@@ -13,6 +19,7 @@ callback state has to travel through Tune's experiment checkpoints.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -85,7 +92,6 @@ class _TrialProgress:
     """What the driver remembers of one trial besides its trials-table row."""
 
     latest_checkpoint: str | None = None
-    best_checkpoint: str | None = None
     stopped_by_tune: bool = False
 
 
@@ -150,13 +156,11 @@ class ParquetResultsCallback(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self._record_start(trial)
-        self._recover_rows(trial)
 
     def on_trial_restore(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         self._record_start(trial)
-        self._recover_rows(trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -184,16 +188,17 @@ class ParquetResultsCallback(Callback):
         checkpoint: Checkpoint,
         **info: Any,
     ) -> None:
-        _, table = self._open()
+        # Write the rows reported so far before Tune's next experiment snapshot can name this
+        # checkpoint: a resumed search restarts the trial after it and never reports them again.
+        epochs, table = self._open()
+        epochs.flush()
         progress = self._progress_of(trial)
-        uri = _checkpoint_uri(checkpoint)
-        progress.latest_checkpoint = uri
-        # Tune hands over the checkpoint right after the result it was reported with.
-        epoch = trial.last_result.get("epoch", trial.last_result.get("training_iteration"))
-        row = table.get(trial.trial_id)
-        if epoch is not None and epoch == row.get("best_epoch"):
-            progress.best_checkpoint = uri
-        table.update(trial.trial_id, {"checkpoint": progress.best_checkpoint or uri})
+        progress.latest_checkpoint = _checkpoint_uri(checkpoint)
+        best = _best_weights_file(checkpoint, self.experiment_dir, trial.trial_id)
+        if best is not None:
+            table.update(trial.trial_id, {"checkpoint": best})
+        else:  # a trainable that does not write egotune's pointers
+            table.update(trial.trial_id, {"checkpoint": progress.latest_checkpoint})
 
     def on_trial_recover(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -274,27 +279,6 @@ class ParquetResultsCallback(Callback):
             values = {**self._hyperparameters(trial), **values}
         table.update(trial.trial_id, values)
 
-    def _recover_rows(self, trial: Trial) -> None:
-        """Rows a restarting trial reported before its checkpoint but this table never got.
-
-        A driver killed between receiving results and flushing them loses those rows, while
-        the trial resumes after them; the checkpoint's history (``HISTORY_FILE``) has them.
-        """
-        checkpoint = getattr(trial, "checkpoint", None)
-        if checkpoint is None:
-            return
-        history = _checkpoint_history(checkpoint)
-        if not history:
-            return
-        epochs, _ = self._open()
-        for result in history:
-            row = epoch_row(trial.trial_id, result)
-            if _is_number(row.get("epoch")) and float(row["epoch"]).is_integer():
-                row["epoch"] = int(row["epoch"])
-                if epochs.add(row):
-                    self._update_summary(trial, row, result)
-        epochs.flush()
-
     def _update_summary(self, trial: Trial, row: Mapping[str, Any], result: Mapping) -> None:
         _, table = self._open()
         current = table.get(trial.trial_id)
@@ -320,9 +304,6 @@ class ParquetResultsCallback(Callback):
         changes: dict[str, Any] = {"status": status, "num_failures": trial.num_failures}
         if status == "TERMINATED":
             changes["early_stopped"] = self._early_stopped(trial, progress, row)
-        checkpoint = _retained_best(trial, progress)
-        if checkpoint is not None:
-            changes["checkpoint"] = checkpoint
         table.update(trial.trial_id, changes)
         self.flush()
         self._progress.pop(trial.trial_id, None)
@@ -343,21 +324,6 @@ def _iteration_seconds(result: Mapping[str, Any]) -> float:
     return float(seconds) if _is_number(seconds) else 0.0
 
 
-def _checkpoint_history(checkpoint: Any) -> list[dict[str, Any]]:
-    """The metrics rows stored with a trial checkpoint (empty when it has none)."""
-    import json
-
-    from tuner.trainable import HISTORY_FILE
-
-    path = os.path.join(checkpoint.path, HISTORY_FILE)
-    try:
-        with checkpoint.filesystem.open_input_stream(path) as stream:
-            rows = json.loads(stream.read())
-    except (OSError, ValueError):
-        return []
-    return [row for row in rows if isinstance(row, dict)]
-
-
 def _checkpoint_uri(checkpoint: Any) -> str:
     """``checkpoint``'s location: a local path, or ``scheme://path`` on remote storage."""
     kind = getattr(getattr(checkpoint, "filesystem", None), "type_name", "local")
@@ -366,15 +332,18 @@ def _checkpoint_uri(checkpoint: Any) -> str:
     return f"{_URI_SCHEMES.get(kind, kind)}://{checkpoint.path}"
 
 
-def _retained_best(trial: Trial, progress: _TrialProgress) -> str | None:
-    """The best checkpoint if Tune still keeps it (``num_to_keep`` may have deleted it), else the
-    latest one; ``None`` when the trial reported no checkpoint in this run."""
-    best, latest = progress.best_checkpoint, progress.latest_checkpoint
-    if best is None or best == latest:
-        return best or latest
-    manager = getattr(trial.run_metadata, "checkpoint_manager", None)
-    results = getattr(manager, "best_checkpoint_results", None)
-    if results is None:  # a Tune without this (private) bookkeeping: trust our record
-        return best
-    kept = {_checkpoint_uri(result.checkpoint) for result in results}
-    return best if best in kept else latest
+def _best_weights_file(checkpoint: Any, experiment_dir: Path, trial_id: str) -> str | None:
+    """The best-weights file a trial's pointer checkpoint names (the complete ``best.pt`` once
+    the trial ended), or ``None`` for a checkpoint without a pointer."""
+    from tuner.trainable import CHECKPOINTS_DIR, POINTER_FILE
+
+    path = os.path.join(checkpoint.path, POINTER_FILE)
+    try:
+        with checkpoint.filesystem.open_input_stream(path) as stream:
+            pointer = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    name = pointer.get("final_best") or pointer.get("best") if isinstance(pointer, dict) else None
+    if not name:
+        return None
+    return str(experiment_dir / CHECKPOINTS_DIR / trial_id / name)

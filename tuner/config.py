@@ -137,6 +137,10 @@ class TrainConfig:
     """Read frames from the node's decoded-frame store instead of decoding PNG files: ``on``,
     ``off``, or ``auto`` (on unless the store cannot be built there, e.g. the disk lacks the
     space; the run then decodes PNG files and warns). Same tensors either way (docs/data.md)."""
+    checkpoint_every: int | str = "auto"
+    """Epochs between checkpoints of the full resume state (stage ends and the end of the run
+    always checkpoint); ``auto`` spaces them so checkpointing costs at most about 5 % of the
+    measured epoch (docs/performance.md). Changing it does not change what a run computes."""
     frame_store_dir: str | None = None
     """Folder of the decoded-frame stores, on a local disk; ``None`` takes
     ``$EGOTUNE_CACHE_DIR/frames``, else ``$XDG_CACHE_HOME/egotune/frames`` or

@@ -47,6 +47,14 @@ from data_pipeline import (
 from models import set_stage_mode, tap_size
 from tuner._optim import build_optimizer, build_scheduler
 from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals
+from tuner._state import (
+    best_weights_checkpoint,
+    changing_keys,
+    check_frozen_source,
+    frozen_source,
+    host_copy,
+    merge_best_weights,
+)
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
 from tuner.config import StageSettings, TrainConfig
 from tuner.errors import EgotuneError
@@ -64,7 +72,9 @@ __all__ = [
 
 
 # Settings that change how a run executes but not what it computes; a resume may change them.
-_RUNTIME_KEYS = frozenset({"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir"})
+_RUNTIME_KEYS = frozenset(
+    {"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir", "checkpoint_every"}
+)
 
 
 class EpochSampler(Sampler[int]):
@@ -139,6 +149,8 @@ class Trainer:
         self.global_epoch = 0
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0}
         self.best_model: dict[str, Tensor] | None = None
+        """Entries the current stage trains, at its best epoch (on the training device)."""
+        self.frozen_source = frozen_source(config)
         self._enter_stage(self.stages[0])
         if _wants_bn_calibration(config):
             self._calibrate_batchnorm()
@@ -170,49 +182,69 @@ class Trainer:
             yield self._run_epoch()
             done += 1
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this trainer stands."""
+    def resume_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this trainer stands, but the best weights.
+
+        Tensors are the live ones (no copies; :func:`tuner._state.host_copy` or a checkpoint
+        snapshot copies them before training goes on). ``model`` holds only the entries the
+        current stage trains; the frozen rest is rebuilt from the configuration, whose files
+        ``frozen_source`` identifies.
+        """
+        live = self.model.state_dict()
         return {
             "config": self.config.to_dict(),
             "classes": self.classes,
             "stage_index": self.stage_index,
             "stage_epoch": self.stage_epoch,
             "epoch": self.global_epoch,
-            "model": _cpu_state(self.model.state_dict()),
+            "model": {key: live[key] for key in self._changing},
+            "frozen_source": self.frozen_source,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "best": dict(self.best),
-            "best_model": self.best_model,
             "rng": capture_rng_state(),
             "data_order": {"seed": self.config.seed, "next_epoch": self.global_epoch + 1},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`; refuses a checkpoint of another configuration."""
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`resume_state` with the best weights, copied to host memory: a complete
+        checkpoint in one dict."""
+        return host_copy({**self.resume_state(), "best_model": self.best_model})
+
+    def load_state_dict(
+        self, state: dict[str, Any], best_model: dict[str, Tensor] | None = None
+    ) -> None:
+        """Continue from a :meth:`state_dict` (or a :meth:`resume_state` plus its ``best_model``
+        kept apart); refuses a checkpoint of another configuration or other frozen weights."""
         _check_compatible(self.config, self.classes, state)
+        check_frozen_source(state.get("frozen_source"), self.frozen_source)
         self.stage_index = int(state["stage_index"])
         self._enter_stage(self.stage)
-        self.model.load_state_dict(state["model"])
+        missing = sorted(set(self._changing) - set(state["model"]))
+        if missing:
+            raise CheckpointError(f"checkpoint lacks trained weights ({', '.join(missing[:3])})")
+        self.model.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stage_epoch = int(state["stage_epoch"])
         self.global_epoch = int(state["epoch"])
         self.best = dict(state["best"])
         # checkpoints of earlier versions kept the stage-1 best only, under another name
-        self.best_model = state.get("best_model", state.get("stage1_best_model"))
+        best = state.get("best_model", state.get("stage1_best_model", best_model))
+        self.best_model = _to_device(best, self.device)
         restore_rng_state(state["rng"])
 
     def best_weights(self) -> dict[str, Tensor]:
         """Full model weights of the current stage's best epoch (the first one reaching the best
-        validation accuracy): what stage chaining and prerequisites hand on."""
-        return merge_best_weights(_cpu_state(self.model.state_dict()), self.best_model)
+        validation accuracy), in host memory: what stage chaining and prerequisites hand on."""
+        return host_copy(merge_best_weights(self.model.state_dict(), self.best_model))
 
     # -- stages --------------------------------------------------------------------------------
     def _enter_stage(self, stage: int) -> None:
         self._settings: StageSettings = self.config.stage_settings(stage)
         self.model.train()
         set_stage_mode(self.model, stage)
-        self._changing = _changing_keys(self.model)
+        self._changing = changing_keys(self.model)
         self.optimizer = build_optimizer(self.model, stage, self.config, self._settings)
         self.scheduler = build_scheduler(self.optimizer, self.config, self._settings)
         self.stage_epoch = 0
@@ -258,15 +290,19 @@ class Trainer:
         lr = float(self.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
         train = self._train_epoch(epoch)
+        self._synchronize()  # the clocks below measure finished work, not queued kernels
         train_seconds = time.perf_counter() - start
         val = self._evaluate()
+        self._synchronize()
+        val_seconds = time.perf_counter() - start - train_seconds
         self.scheduler.step()
         self.global_epoch = epoch
         self.stage_epoch += 1
         if val["acc"] > self.best["val_acc"]:  # strict: the first best epoch, as the report
             self.best = {"val_acc": val["acc"], "epoch": epoch}
-            state = self.model.state_dict()
-            self.best_model = _cpu_state({k: state[k] for k in self._changing})
+            live = self.model.state_dict()
+            # a copy on the device: no transfer to the host until a checkpoint needs it
+            self.best_model = {k: live[k].detach().clone() for k in self._changing}
         return EpochRecord(
             epoch=epoch,
             stage=self.stage,
@@ -281,6 +317,9 @@ class Trainer:
             seconds=time.perf_counter() - start,
             clips_per_s=train["clips"] / max(train_seconds, 1e-9),
             data_wait_frac=train["wait"] / max(train_seconds, 1e-9),
+            train_s=train_seconds - train["wait"],
+            data_wait_s=train["wait"],
+            val_s=val_seconds,
             ms_loss=train.get("ms_loss"),
             sd_loss=train.get("sd_loss"),
         )
@@ -381,6 +420,10 @@ class Trainer:
         """Copy a batch to the device and finish its deferred clips there."""
         return self._finish({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
 
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def _precision(self) -> Any:
         if self._autocast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -413,43 +456,10 @@ def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, 
         raise CheckpointError("checkpoint was written for another dataset (class list differs)")
 
 
-def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def merge_best_weights(
-    model_state: dict[str, Tensor], best_model: dict[str, Tensor] | None
-) -> dict[str, Tensor]:
-    """Full weights of the best epoch: ``model_state`` (taken during the same stage, so its
-    frozen entries equal the best epoch's) with the entries the stage trains taken from
-    ``best_model``. Without a best yet, ``model_state`` itself."""
-    return {**model_state, **(best_model or {})}
-
-
-def best_weights_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """From a :meth:`Trainer.state_dict`, the weights-only checkpoint of its current stage's best
-    epoch, as stage chaining and prerequisites hand it on (``init_checkpoint`` reads ``model``)."""
-    stages = TrainConfig.from_dict(state["config"]).stages
-    return {
-        "config": state["config"],
-        "classes": state["classes"],
-        "stage": stages[int(state["stage_index"])],
-        "epoch": int(state["best"]["epoch"]),
-        "val_acc": float(state["best"]["val_acc"]),
-        "model": merge_best_weights(state["model"], state.get("best_model")),
-    }
-
-
-def _changing_keys(model: nn.Module) -> list[str]:
-    """State-dict keys that training in the current stage mode can change: the parameters that
-    require gradients and the buffers (BatchNorm statistics) of modules in train mode."""
-    keys = [name for name, p in model.named_parameters() if p.requires_grad]
-    for prefix, module in model.named_modules():
-        if module.training:
-            keys += [
-                f"{prefix}.{n}" if prefix else n for n, _ in module.named_buffers(recurse=False)
-            ]
-    return keys
+def _to_device(state: dict[str, Tensor] | None, device: torch.device) -> dict[str, Tensor] | None:
+    if state is None:
+        return None
+    return {k: v.to(device, copy=True) for k, v in state.items()}
 
 
 def _mix(*values: int) -> int:

@@ -44,16 +44,13 @@ from tuner._tune_mapping import (
     resolve_trial_config,
     trial_resources,
 )
-from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.config import TrainConfig, flatten_config
-from tuner.engine import best_weights_checkpoint
 from tuner.errors import EgotuneError, UsageError
 from tuner.results import STORAGE_ENV, write_experiment_metadata
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
-from tuner.trainable import CHECKPOINT_SCORE, STATE_FILE, train_trial
+from tuner.trainable import CHECKPOINTS_DIR, read_pointer, train_trial
 
 __all__ = [
-    "BEST_WEIGHTS_FILE",
     "DATASET_CHECKS_DIR",
     "DEFAULT_MAX_FAILURES",
     "MIN_FREE_BYTES",
@@ -65,8 +62,7 @@ __all__ = [
 
 DEFAULT_MAX_FAILURES = 3
 PREREQUISITES_DIR = "_prerequisites"
-BEST_WEIGHTS_FILE = "best.pt"
-"""Weights of a prerequisite run's best epoch, in its folder: what its consumers start from."""
+
 DATASET_CHECKS_DIR = "_dataset_checks"
 """``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
 MIN_FREE_BYTES = 1 << 30
@@ -107,11 +103,14 @@ class SearchOptions:
     verbose: int = 1
     argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
     trainable: Callable[..., None] = train_trial
-    """Function trainable of the trials, called as ``trainable(config, index=...)``; benchmarks
-    swap in one with fixed, known work to measure what the search machinery itself costs."""
-    reuse_actors: bool = False
-    """Let a trial process run later trials (Tune's ``reuse_actors``) instead of starting a new
-    process, with its ray and torch imports, for every trial."""
+    """Function trainable of the trials, called as ``trainable(config, index=..., store=...)``
+    (``store``: the experiment's checkpoint folder); benchmarks swap in one with fixed, known work
+    to measure what the search machinery itself costs."""
+    reuse_actors: bool = True
+    """Let a trial's worker process run later trials (Tune's ``reuse_actors``) instead of
+    starting a new process, with its ray and torch imports and CUDA context, for every trial. The
+    trainable frees its GPU memory at the end of each trial and the actor takes the new trial's
+    name; ``False`` gives every trial a fresh process."""
 
 
 @dataclass
@@ -328,7 +327,10 @@ def _train_prerequisite(
     """Train one prerequisite run as a one-trial Tuner with the space's per-trial resources."""
     from ray import tune
 
-    trainable = tune.with_resources(tune.with_parameters(train_trial, index=index), resources)
+    store = str(folder / CHECKPOINTS_DIR)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, index=index, store=store), resources
+    )
     run_dir = folder / "run"
     if tune.Tuner.can_restore(str(run_dir)):
         tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
@@ -340,19 +342,23 @@ def _train_prerequisite(
                 name="run",
                 storage_path=str(folder),
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                checkpoint_config=_checkpoint_config(keep_best=False),
+                checkpoint_config=_checkpoint_config(),
                 verbose=options.verbose,
             ),
         )
     result = tuner.fit()[0]
     if result.error is not None:
         raise EgotuneError(f"prerequisite run {folder.name} failed: {result.error}")
-    if result.checkpoint is None:
-        raise EgotuneError(f"prerequisite run {folder.name} left no checkpoint")
+    pointer = read_pointer(result.checkpoint.path) if result.checkpoint is not None else None
+    if pointer is None or not pointer.get("final_best"):
+        raise EgotuneError(f"prerequisite run {folder.name} left no best weights")
     # The engine's own best (the first epoch reaching the best accuracy, as the report selects),
-    # not the checkpoint Tune's manager kept, which on ties is the last such epoch.
-    state = load_checkpoint(Path(result.checkpoint.path) / STATE_FILE)
-    return str(save_checkpoint(best_weights_checkpoint(state), folder / BEST_WEIGHTS_FILE))
+    # complete with its frozen weights, written by the trial at its end.
+    trial_id = str((result.metrics or {}).get("trial_id"))
+    best = folder / CHECKPOINTS_DIR / trial_id / pointer["final_best"]
+    if not best.is_file():
+        raise EgotuneError(f"prerequisite run {folder.name}: {best} is missing")
+    return str(best)
 
 
 def _flat_config(config: TrainConfig) -> dict[str, Any]:
@@ -362,15 +368,13 @@ def _flat_config(config: TrainConfig) -> dict[str, Any]:
 # -- the tuner ----------------------------------------------------------------------------------
 
 
-def _checkpoint_config(*, keep_best: bool = True) -> Any:
-    """Keep the latest checkpoint, and with ``keep_best`` the best final-stage one beside it."""
+def _checkpoint_config() -> Any:
+    """Keep every checkpoint Tune registers: each is a ``pointer.json`` of a few hundred bytes
+    (the trial's own files are pruned by the trial), and a limit would make Tune force an
+    experiment snapshot after every checkpoint to keep its view of the deleted ones consistent."""
     from ray import tune
 
-    if not keep_best:
-        return tune.CheckpointConfig(num_to_keep=1)
-    return tune.CheckpointConfig(
-        num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max"
-    )
+    return tune.CheckpointConfig(num_to_keep=None)
 
 
 def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
@@ -389,17 +393,18 @@ def _make_tuner(
 
     from tuner.callbacks import ParquetResultsCallback
 
+    store = str(experiment_dir / CHECKPOINTS_DIR)
     trainable = tune.with_resources(
-        tune.with_parameters(options.trainable, index=index), trial_resources(space)
+        tune.with_parameters(options.trainable, index=index, store=store), trial_resources(space)
     )
     if options.resume:
         return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
     callback = ParquetResultsCallback(
         experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs
     )
-    tune_config = build_tune_config(space, experiment_dir)
-    if options.reuse_actors:
-        tune_config = dataclasses.replace(tune_config, reuse_actors=True)
+    tune_config = dataclasses.replace(
+        build_tune_config(space, experiment_dir), reuse_actors=options.reuse_actors
+    )
     return tune.Tuner(
         trainable,
         param_space=build_param_space(space, checkpoints),

@@ -253,7 +253,7 @@ def test_best_weights_checkpoint_is_the_first_of_tied_best_epochs(synthetic_root
     values = {"stage": "2", "epochs": 3, "lr": 1e-2, "model": "ego_rnn_ms"}
     trainer, weights = _tied_trainer(synthetic_root, monkeypatch, [50.0, 70.0, 70.0], **values)
     list(trainer.run())
-    handed = best_weights_checkpoint(trainer.state_dict())
+    handed = best_weights_checkpoint(trainer.state_dict(), trainer.model.state_dict())
     assert (handed["epoch"], handed["val_acc"], handed["stage"]) == (2, 70.0, 2)
     assert set(handed["model"]) == set(weights[2])
     assert all(torch.equal(handed["model"][k], v) for k, v in weights[2].items())

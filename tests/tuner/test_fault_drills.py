@@ -68,6 +68,20 @@ def trial_pids(experiment: Path) -> list[int]:
     return pids
 
 
+def trainable_pids() -> set[int]:
+    """Processes running a Tune function trainable (Ray titles them ``ray::ImplicitFunc``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::ImplicitFunc"):
+                found.add(int(entry.name))
+    return found
+
+
 def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -104,39 +118,54 @@ def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
     return frame[[name for name in METRICS if name in frame.columns]]
 
 
-def test_a_trial_killed_mid_epoch_resumes_from_its_checkpoint(local_ray, synthetic_root, tmp_path):
-    epochs = 4
+def states(experiment: Path) -> list[str]:
+    """Resume states the trials of ``experiment`` have written."""
+    return sorted(p.name for p in (experiment / "checkpoints").glob("*/state-e*.pt"))
+
+
+def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics(
+    local_ray, synthetic_root, tmp_path
+):
+    epochs = 5
     experiment = tmp_path / "results" / "trialkill"
     killed: dict[str, object] = {}
 
-    def kill_during_second_epoch() -> None:
-        wait_for(lambda: len(checkpoints(experiment)) == 1)  # epoch 1 reported and saved
-        [pid] = wait_for(lambda: trial_pids(experiment))
+    def kill_after_the_first_checkpoint() -> None:
+        # checkpoint_every 2: the state after epoch 2 is registered with epoch 3's report, and
+        # the next one is written after epoch 4
+        wait_for(lambda: len(checkpoints(experiment)) == 1)
+        [pid] = wait_for(lambda: trainable_pids() - earlier)
         os.kill(pid, signal.SIGKILL)
-        killed.update(pid=pid, checkpoints_at_kill=len(checkpoints(experiment)))
+        killed.update(checkpoints=len(checkpoints(experiment)), states=states(experiment))
 
-    killer = threading.Thread(target=kill_during_second_epoch, daemon=True)
+    earlier = trainable_pids()
+    killer = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
     killer.start()
+    slower = {"crop_size": 128, "frames": 4}  # epochs long enough to kill the trial inside one
+    doc = space_doc(epochs, [1e-3])
+    doc["fixed"].update(checkpoint_every=2, **slower)
     outcome = run_search(
-        parse_space(space_doc(epochs, [1e-3]), source="trialkill.yaml", name="trialkill"),
+        parse_space(doc, source="trialkill.yaml", name="trialkill"),
         SearchOptions(
             data=synthetic_root, storage=tmp_path / "results", name="trialkill", verbose=0
         ),
     )
     killer.join(timeout=10)
-    assert killed.get("checkpoints_at_kill") == 1, "the kill must land before epoch 2 is saved"
+    assert killed == {"checkpoints": 1, "states": ["state-e00002.pt"]}, "kill between checkpoints"
     assert outcome.num_errors == 0
 
     trials, rows = assert_each_epoch_once(experiment)
     assert len(rows) == epochs
-    assert trials["num_failures"].tolist() == [1]  # retried once, from its checkpoint
-    reference = undisturbed_records(
-        synthetic_root, {**TINY, "model": "ego_rnn", "stage": 1, "epochs": epochs, "lr": 1e-3}
-    )
+    assert trials["num_failures"].tolist() == [1]  # retried once, from epoch 2's state
+    values = {**TINY, **slower, "model": "ego_rnn", "stage": 1, "epochs": epochs, "lr": 1e-3}
+    reference = undisturbed_records(synthetic_root, values)
     measured = rows.sort_values("epoch").reset_index(drop=True)[list(reference.columns)]
     pd.testing.assert_frame_equal(
         measured.astype(float), reference.astype(float), check_exact=False, rtol=1e-6
     )
+    # periodic checkpoints: epochs 2 and 4 and the last, nothing persisted in between
+    persisted = rows.set_index("epoch")["checkpoint_bytes"]
+    assert (persisted.loc[[2, 4, 5]] > 0).all() and (persisted.loc[[1, 3]] == 0).all()
 
 
 # -- driver fault ------------------------------------------------------------------------------
@@ -146,6 +175,7 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tm
     rungs = {1, 2, 4}  # grace 1, reduction factor 2, max_t 4
     space = tmp_path / "driverkill.yaml"
     doc = space_doc(4, [3e-3, 1e-3, 3e-4, 1e-4])
+    doc["fixed"]["checkpoint_every"] = 2  # trials restart up to an epoch before the kill
     doc["scheduler"] = {
         "algorithm": "asha",
         "metric": "val_acc",

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import tiny_config_values
 from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
-from tuner.search import BEST_WEIGHTS_FILE, PREREQUISITES_DIR, SearchOptions, run_search
+from tuner.search import PREREQUISITES_DIR, SearchOptions, run_search
 from tuner.spaces import parse_space
 
 TINY_FIXED = {
@@ -82,7 +82,7 @@ def test_prerequisite_runs_once_and_a_later_search_reuses_it(local_ray, syntheti
     handed_on = json.loads(record.read_text())["checkpoint"]
     assert set(trials["init_checkpoint"]) == {handed_on}
     # the engine's best weights (first best epoch), not whichever checkpoint Tune kept
-    assert Path(handed_on) == record.parent / BEST_WEIGHTS_FILE
+    assert Path(handed_on).name == "best.pt" and Path(handed_on).is_relative_to(record.parent)
     best = load_checkpoint(handed_on)
     assert (best["stage"], best["epoch"]) == (1, 1) and "optimizer" not in best
 
@@ -150,3 +150,32 @@ def test_a_bucket_uri_as_storage_is_refused(synthetic_root):
     with pytest.raises(EgotuneError, match=r"--storage s3:/bucket/x: .*folder every node sees"):
         run_search(space(grid_doc()), options(synthetic_root, Path("s3://bucket/x"), "uri"))
     assert not Path("s3:").exists()
+
+
+def test_epoch_rows_carry_where_the_time_went_and_checkpoints_are_periodic(
+    local_ray, synthetic_root, tmp_path, capfd
+):
+    from tuner.results import read_epochs, read_trials
+
+    doc = grid_doc(epochs=3)
+    del doc["prerequisites"]
+    doc["fixed"]["checkpoint_every"] = 2
+    run = SearchOptions(data=synthetic_root, storage=tmp_path, name="pace", verbose=1, argv=[])
+    outcome = run_search(space(doc), run)
+    console = capfd.readouterr()
+    # no forced experiment snapshot per checkpoint, so Tune never warns about them
+    assert "snapshotting has been triggered" not in console.out + console.err
+    epochs = read_epochs(outcome.experiment_dir)
+    for column in ("train_s", "data_wait_s", "val_s", "checkpoint_s", "report_s"):
+        assert (epochs[column] >= 0).all(), column
+    first = epochs["epoch"] == 1
+    assert (epochs.loc[first, "startup_s"] > 0).all() and epochs.loc[
+        ~first, "startup_s"
+    ].isna().all()
+    persisted = epochs.groupby("epoch")["checkpoint_bytes"].min()
+    assert persisted[1] == 0 and persisted[2] > 0 and persisted[3] > 0  # every 2, and the end
+    for _, trial in read_trials(outcome.experiment_dir).iterrows():
+        best = load_checkpoint(trial["checkpoint"])  # complete weights of the best epoch
+        assert Path(trial["checkpoint"]).name == "best.pt" and "optimizer" not in best
+        assert best["epoch"] == trial["best_epoch"]
+        assert any(key.startswith("backbone.layer1.") for key in best["model"])

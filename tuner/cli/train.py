@@ -2,13 +2,19 @@
 
 Output folder layout::
 
-    OUT/config.yaml              the configuration as run
-    OUT/epochs.jsonl             every epoch record (also printed on stdout)
-    OUT/checkpoints/latest.pt    full resumable state after the last finished epoch
-    OUT/checkpoints/best_stage<k>.pt   weights of the best validation epoch of stage k
-    OUT/checkpoints/best.pt      weights of the best epoch of the last stage run
+    OUT/config.yaml                      the configuration as run
+    OUT/epochs.jsonl                     every epoch record (also printed on stdout)
+    OUT/checkpoints/state-eNNNNN.pt      resume states (every ``checkpoint_every`` epochs, at
+                                         stage ends and at the end; the newest three kept)
+    OUT/checkpoints/best-eNNNNN.pt       the trained weights of the best epoch so far
+    OUT/checkpoints/best_stage<k>.pt     complete weights of stage k's best epoch, for every
+                                         stage but the last (``stage: both``)
+    OUT/checkpoints/best.pt              complete weights of the last stage's best epoch
 
-An existing run is never overwritten: ``--resume`` continues it, anything else is refused.
+Checkpoints are written off the training loop (:mod:`tuner._checkpoints`); the log line of an
+epoch is written first, and a resume drops the lines after its checkpoint and runs those epochs
+again (to the same metrics). An existing run is never overwritten: ``--resume`` continues it,
+anything else is refused.
 """
 
 from __future__ import annotations
@@ -70,7 +76,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     from data_pipeline import discover, verify_frames
-    from tuner.checkpoint import load_checkpoint, save_checkpoint
+    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints, resume_run
+    from tuner._state import best_weights_checkpoint
+    from tuner.checkpoint import save_checkpoint
     from tuner.engine import Trainer
 
     config = build_config(args)
@@ -79,10 +87,11 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     out: Path = args.out
-    latest = out / "checkpoints" / "latest.pt"
-    if args.resume and not latest.is_file():
-        raise UsageError(f"--resume: {latest} does not exist; nothing to resume")
-    if not args.resume and (latest.exists() or (out / "epochs.jsonl").exists()):
+    folder = CheckpointFolder(out / "checkpoints")
+    latest = folder.newest_state()
+    if args.resume and latest is None:
+        raise UsageError(f"--resume: {folder.folder} holds no checkpoint; nothing to resume")
+    if not args.resume and (latest is not None or (out / "epochs.jsonl").exists()):
         raise UsageError(
             f"--out {out}: already holds a run; "
             "pass --resume to continue it or choose another folder"
@@ -92,8 +101,9 @@ def run_train(args: argparse.Namespace) -> int:
     verify_frames(index)  # a truncated frame would otherwise stop the run at its first epoch
     _note_unused_users(index.users, config)
     trainer = Trainer(config, index)
-    if args.resume:
-        trainer.load_state_dict(load_checkpoint(latest))
+    checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(config.checkpoint_every))
+    if latest is not None:
+        resume_run(trainer, checkpoints, latest)
         _truncate_log(out / "epochs.jsonl", trainer.global_epoch)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -106,10 +116,19 @@ def run_train(args: argparse.Namespace) -> int:
             log.write(line + "\n")
             log.flush()
             os.fsync(log.fileno())
-            save_checkpoint(trainer.state_dict(), latest)
-            if record.is_best:
-                _save_best(trainer, record.to_dict(), out / "checkpoints", save_checkpoint)
+            stage_end = trainer.stage_epoch >= (config.stage_settings(trainer.stage).epochs or 0)
+            if stage_end and not trainer.finished:
+                save_checkpoint(
+                    best_weights_checkpoint(trainer.state_dict(), trainer.best_weights()),
+                    folder.path(f"best_stage{trainer.stage}.pt"),
+                )
+            checkpoints.after_epoch(
+                record.train_s + record.data_wait_s + record.val_s,
+                stage_end=stage_end,
+                last=trainer.finished,
+            )
             print(line, flush=True)
+    checkpoints.close(wait=True)
     if not trainer.finished:
         raise EgotuneError("training stopped before its last epoch")
     return 0
@@ -147,17 +166,3 @@ def _truncate_log(path: Path, last_epoch: int) -> None:
         if line.strip() and json.loads(line).get("epoch", 0) <= last_epoch
     ]
     write_text_atomic(path, "".join(f"{line}\n" for line in kept))
-
-
-def _save_best(trainer: Any, record: dict[str, Any], folder: Path, save: Any) -> None:
-    state = {
-        "config": trainer.config.to_dict(),
-        "classes": trainer.classes,
-        "stage": record["stage"],
-        "epoch": record["epoch"],
-        "val_acc": record["val_acc"],
-        "model": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-    }
-    save(state, folder / f"best_stage{record['stage']}.pt")
-    if record["stage"] == trainer.stages[-1]:
-        save(state, folder / "best.pt")

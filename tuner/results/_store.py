@@ -73,6 +73,14 @@ _EPOCH_VALUE_COLUMNS = [
     ("best_epoch", pa.int64()),
     ("seconds", pa.float64()),
     ("clips_per_s", pa.float64()),
+    # where the epoch's wall time went (docs/performance.md, "Per-epoch budget")
+    ("train_s", pa.float64()),
+    ("data_wait_s", pa.float64()),
+    ("val_s", pa.float64()),
+    ("checkpoint_s", pa.float64()),
+    ("checkpoint_bytes", pa.int64()),
+    ("report_s", pa.float64()),
+    ("startup_s", pa.float64()),
 ]
 
 

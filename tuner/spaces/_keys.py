@@ -50,6 +50,8 @@ def _kind_of(hint: Any) -> tuple[str, bool]:
         hint = args[0]
     if typing.get_origin(hint) is tuple:
         return f"{typing.get_args(hint)[0].__name__}_list", optional
+    if set(args) == {int, str}:
+        return "int_or_auto", optional  # checkpoint_every: a count or ``auto``
     return hint.__name__, optional
 
 
@@ -123,6 +125,9 @@ def normalize_value(source: str, where: str, key: str, value: Any) -> Any:
         return as_float(value)
     if kind == "int" and is_number(value) and isinstance(value, int):
         return value
+    counted = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if kind == "int_or_auto" and (value == "auto" or counted):
+        return value
     if kind == "bool" and isinstance(value, bool):
         return value
     if kind == "stage" and value in (1, 2, "1", "2", "both") and not isinstance(value, bool):
@@ -137,7 +142,11 @@ def normalize_value(source: str, where: str, key: str, value: Any) -> Any:
         item = int if kind == "int_list" else str
         if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
             return list(value)
-    expected = {"int_list": "a list of integers", "str_list": "a list of strings"}.get(kind, kind)
+    expected = {
+        "int_list": "a list of integers",
+        "str_list": "a list of strings",
+        "int_or_auto": "auto or an integer >= 1",
+    }.get(kind, kind)
     if kind == "stage":
         expected = "1, 2 or both"
     raise SpaceError(source, where, f"expected {expected}, got {value!r}")
