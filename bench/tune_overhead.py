@@ -52,13 +52,13 @@ SYNTH = {"classes": 3, "videos_per_class": 1, "size": (64, 48), "seed": 0}
 class FixedWorkTrial:
     """A function trainable whose every epoch costs exactly ``epoch_seconds`` of sleep.
 
-    Called as ``run_search`` calls the real trainable: ``trial(config, index=...)``.
+    Called as ``run_search`` calls the real trainable: ``trial(config, index=..., store=...)``.
     """
 
     epoch_seconds: float
     checkpoint_bytes: int
 
-    def __call__(self, config: dict[str, Any], *, index: Any = None) -> None:
+    def __call__(self, config: dict[str, Any], *, index: Any = None, store: Any = None) -> None:
         from ray import tune
 
         seed, epochs = int(config.get("seed", 0)), int(config["epochs"])

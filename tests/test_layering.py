@@ -25,6 +25,8 @@ FORBIDDEN = {
     "tuner.spaces": ("ray", "torch", "models"),
     "tuner.results": ("ray", "torch", "models", "optuna"),
     "tuner.cli.results": ("ray", "torch", "models", "optuna"),
+    "tuner.ui": ("ray", "torch", "models", "optuna"),
+    "tuner.cli.ui": ("ray", "torch", "models", "optuna"),
 }
 """Module -> top-level packages that importing it must leave out of ``sys.modules``."""
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["TIME_FIELDS", "EpochRecord", "EpochTotals"]
+__all__ = ["TIME_FIELDS", "TOP_K", "EpochRecord", "EpochTotals", "video_predictions"]
+
+TOP_K = 5
+"""Classes kept per validation video in the predictions."""
 
 
 TIME_FIELDS = (
@@ -56,14 +60,19 @@ class EpochRecord:
     """Seconds of validation."""
     ms_loss: float | None = None
     sd_loss: float | None = None
+    predictions: dict[str, list[Any]] | None = field(default=None, repr=False)
+    """This epoch's validation outcome per video (:func:`video_predictions`); not a metric."""
 
     @property
     def is_best(self) -> bool:
         return self.best_epoch == self.epoch
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping without the auxiliary losses this model does not have."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """Plain mapping of the metrics, without the auxiliary losses this model does not have
+        (and without :attr:`predictions`)."""
+        values = asdict(self)
+        values.pop("predictions")
+        return {k: v for k, v in values.items() if v is not None}
 
 
 class EpochTotals:
@@ -104,3 +113,27 @@ class EpochTotals:
         if self.aux_count:
             result.update({k: values[k] / self.aux_count for k in self.aux_names if k in values})
         return result
+
+
+def video_predictions(
+    probabilities: Tensor, labels: Tensor, videos: Sequence[Any], classes: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Per validation video: its name (``user/class/instance``), user, true and predicted class,
+    the probability of the true class and the :data:`TOP_K` most probable classes with theirs.
+
+    ``probabilities`` (N, C) and ``labels`` (N,) may live on the GPU; they come to the host once.
+    """
+    k = min(TOP_K, probabilities.shape[1])
+    top_p, top_i = probabilities.topk(k, dim=1)
+    p_true = probabilities.gather(1, labels.view(-1, 1)).squeeze(1)
+    host = [t.cpu() for t in (top_p, top_i, p_true, labels)]
+    top_p_host, top_i_host, p_true_host, labels_host = (t.tolist() for t in host)
+    return {
+        "video": [v.name for v in videos],
+        "user": [v.user for v in videos],
+        "true_class": [classes[i] for i in labels_host],
+        "pred_class": [classes[row[0]] for row in top_i_host],
+        "p_true": p_true_host,
+        "top_classes": [[classes[i] for i in row] for row in top_i_host],
+        "top_probs": top_p_host,
+    }

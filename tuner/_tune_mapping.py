@@ -27,6 +27,7 @@ from tuner.spaces import (
 )
 
 __all__ = [
+    "FOLD_KEY",
     "OPTUNA_DB",
     "POINT_KEY",
     "build_param_space",
@@ -39,35 +40,47 @@ __all__ = [
 ]
 
 POINT_KEY = "_point"
+FOLD_KEY = "_fold"
 OPTUNA_DB = "optuna.db"
 
 MatchValues = tuple[tuple[str, Any], ...]
 
 
 class _ConfigValue:
-    """``tune.sample_from`` function: a key of the trial's point row (picklable, unlike lambdas)."""
+    """``tune.sample_from`` function: a key of the trial's point row, or of its fold with
+    ``index_key=FOLD_KEY`` (picklable, unlike lambdas)."""
 
-    def __init__(self, points: Sequence[Mapping[str, Any]], key: str) -> None:
+    def __init__(
+        self, points: Sequence[Mapping[str, Any]], key: str, index_key: str = POINT_KEY
+    ) -> None:
         self.points = [dict(p) for p in points]
         self.key = key
+        self.index_key = index_key
 
     def __call__(self, config: Mapping[str, Any]) -> Any:
-        return self.points[config[POINT_KEY]][self.key]
+        return self.points[config[self.index_key]][self.key]
 
 
 class _ProvidedPath:
     """``tune.sample_from`` function: the checkpoint of the prerequisite run a trial matches."""
 
     def __init__(
-        self, points: Sequence[Mapping[str, Any]], match: Sequence[str], paths: Mapping[Any, str]
+        self,
+        points: Sequence[Mapping[str, Any]],
+        match: Sequence[str],
+        paths: Mapping[Any, str],
+        folds: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.points = [dict(p) for p in points]
         self.match = list(match)
         self.paths = dict(paths)
+        self.folds = [dict(f) for f in folds]
 
     def __call__(self, config: Mapping[str, Any]) -> str:
-        point = self.points[config[POINT_KEY]] if self.points else {}
-        values = tuple((k, _hashable(point[k] if k in point else config[k])) for k in self.match)
+        row = dict(self.points[config[POINT_KEY]]) if self.points else {}
+        if self.folds:
+            row.update(self.folds[config[FOLD_KEY]])
+        values = tuple((k, _hashable(row[k] if k in row else config[k])) for k in self.match)
         return self.paths[values]
 
 
@@ -112,6 +125,10 @@ def build_param_space(
             param_space[key] = tune.sample_from(_ConfigValue(space.points, key))
     for key, values in space.grid.items():
         param_space[key] = tune.grid_search(list(values))
+    if space.folds:
+        param_space[FOLD_KEY] = tune.grid_search(list(range(len(space.folds))))
+        for key in space.folds[0]:
+            param_space[key] = tune.sample_from(_ConfigValue(space.folds, key, FOLD_KEY))
     if space.repeats:
         param_space["seed"] = tune.grid_search(list(range(space.repeats)))
     for key, distribution in space.sample.items():
@@ -124,7 +141,7 @@ def build_param_space(
         if not prerequisite.match:
             param_space[prerequisite.provides] = paths[()]
         else:
-            lookup = _ProvidedPath(space.points, prerequisite.match, paths)
+            lookup = _ProvidedPath(space.points, prerequisite.match, paths, space.folds)
             param_space[prerequisite.provides] = tune.sample_from(lookup)
     return param_space
 

@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tuner.config import flatten_config
-from tuner.results import EpochPartWriter, TrialsTableWriter
+from tuner.results import (
+    PREDICTIONS_KEY,
+    EpochPartWriter,
+    PredictionPartWriter,
+    TrialsTableWriter,
+)
 
 if TYPE_CHECKING:
     from ray.tune import Checkpoint
@@ -126,6 +131,7 @@ class ParquetResultsCallback(Callback):
 
     def _reset_runtime_state(self) -> None:
         self._epochs: EpochPartWriter | None = None
+        self._predictions: PredictionPartWriter | None = None
         self._trials: TrialsTableWriter | None = None
         self._progress: dict[str, _TrialProgress] = {}
         self._warned_trials: set[str] = set()
@@ -172,7 +178,9 @@ class ParquetResultsCallback(Callback):
             self._warn_bad_epoch(trial, epoch)
             return
         row["epoch"] = int(epoch)
-        epochs.add(row)
+        if epochs.add(row) and isinstance(result.get(PREDICTIONS_KEY), Mapping):
+            assert self._predictions is not None
+            self._predictions.add(trial.trial_id, int(epoch), result[PREDICTIONS_KEY])
         self._update_summary(trial, row, result)
         if result.get("done"):
             # Natural completion arrives as a duplicate result that callbacks never see, so a
@@ -191,7 +199,7 @@ class ParquetResultsCallback(Callback):
         # Write the rows reported so far before Tune's next experiment snapshot can name this
         # checkpoint: a resumed search restarts the trial after it and never reports them again.
         epochs, table = self._open()
-        epochs.flush()
+        self._flush_rows(epochs)
         progress = self._progress_of(trial)
         progress.latest_checkpoint = _checkpoint_uri(checkpoint)
         best = _best_weights_file(checkpoint, self.experiment_dir, trial.trial_id)
@@ -237,7 +245,7 @@ class ParquetResultsCallback(Callback):
                 table.update(trial.trial_id, self._hyperparameters(trial))
             if table.get(trial.trial_id).get("status") != trial.status:
                 table.update(trial.trial_id, {"status": trial.status})
-        epochs.flush()
+        self._flush_rows(epochs)
         table.write()
         self._next_flush = time.monotonic() + self._flush_interval_s
 
@@ -245,11 +253,18 @@ class ParquetResultsCallback(Callback):
         if time.monotonic() >= self._next_flush:
             self.flush(trials)
 
+    def _flush_rows(self, epochs: EpochPartWriter) -> None:
+        # predictions first: an epoch row on disk promises its predictions are there too
+        if self._predictions is not None:
+            self._predictions.flush()
+        epochs.flush()
+
     def _open(self) -> tuple[EpochPartWriter, TrialsTableWriter]:
         if self._epochs is None or self._trials is None:
             self._epochs = EpochPartWriter(
                 self.experiment_dir, flush_interval_s=self._flush_interval_s
             )
+            self._predictions = PredictionPartWriter(self.experiment_dir)
             self._trials = TrialsTableWriter(self.experiment_dir)
             self._next_flush = time.monotonic() + self._flush_interval_s
         return self._epochs, self._trials

@@ -46,7 +46,7 @@ from data_pipeline import (
 )
 from models import set_stage_mode, tap_size
 from tuner._optim import build_optimizer, build_scheduler
-from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals
+from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals, video_predictions
 from tuner._state import (
     best_weights_checkpoint,
     changing_keys,
@@ -322,6 +322,7 @@ class Trainer:
             val_s=val_seconds,
             ms_loss=train.get("ms_loss"),
             sd_loss=train.get("sd_loss"),
+            predictions=val["predictions"],
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -349,17 +350,24 @@ class Trainer:
         return {**totals.summary(), "wait": wait}
 
     @torch.no_grad()
-    def _evaluate(self) -> dict[str, float]:
+    def _evaluate(self) -> dict[str, Any]:
         self.model.eval()
         totals = EpochTotals(())
+        probabilities, labels = [], []
         for batch in self._loader(self.val_set, 0, train=False):
             batch = self._to_device(batch)
             with self._precision():
                 out = self.recipe.step(self.model, batch, self.config, self.stage, False)
             totals.add(out, batch["label"])
+            probabilities.append(out.logits.detach().float().softmax(dim=1))  # stays on device
+            labels.append(batch["label"])
         self.model.train()
         set_stage_mode(self.model, self.stage)
-        return totals.summary()
+        summary: dict[str, Any] = totals.summary()
+        summary["predictions"] = video_predictions(
+            torch.cat(probabilities), torch.cat(labels), self.val_set.videos, self.classes
+        )
+        return summary
 
     # -- plumbing ------------------------------------------------------------------------------
     def _open_store(self, index: DatasetIndex) -> FrameStore | None:

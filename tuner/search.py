@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -128,6 +129,11 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     """Run (or resume) ``space`` on Ray Tune and return where its results are."""
     _refuse_uri_storage(options.storage)
     storage = _prepare_storage(options.storage)
+    # egotune's tables hold every metric (and the per-video predictions); Tune's per-trial
+    # result.json and progress.csv would copy them into every trial folder. Without them, the
+    # result grid Tune builds at the end cannot read per-trial metrics and would say so.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for warning in space.warnings:
         print(f"warning: {warning}", flush=True)

@@ -53,6 +53,7 @@ from tuner._tune_mapping import resolve_trial_config
 from tuner.checkpoint import load_checkpoint
 from tuner.config import TrainConfig
 from tuner.engine import Trainer
+from tuner.results import PREDICTIONS_KEY
 
 __all__ = [
     "ACTOR_NAME_PREFIX",
@@ -141,7 +142,7 @@ def _train(
     report_s = 0.0
     extra: dict[str, Any] = {"startup_s": startup_s}
     for record in trainer.run():
-        metrics = {**record.to_dict(), **extra}
+        metrics = {**record.to_dict(), **extra, PREDICTIONS_KEY: record.predictions}
         stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
         stage_end = trainer.stage_epoch >= stage_epochs
         blocked, size = checkpoints.after_epoch(

@@ -215,5 +215,7 @@ def test_train_refuses_to_overwrite_a_run(tree, tmp_path, capsys):
     assert main(args) == 2
     assert f"--out {out}: already holds a run" in error_line(capsys.readouterr().err)
     assert main([*args, "--resume"]) == 2
-    assert "checkpoints/latest.pt does not exist" in error_line(capsys.readouterr().err)
+    assert "checkpoints holds no checkpoint; nothing to resume" in error_line(
+        capsys.readouterr().err
+    )
     assert (out / "epochs.jsonl").read_text() == '{"epoch": 1}\n'

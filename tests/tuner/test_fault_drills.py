@@ -6,7 +6,6 @@ exactly once; for the killed trial, its metrics must equal an undisturbed run's 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from data_pipeline import discover
 from tests.conftest import tiny_config_values
 from tuner.config import TrainConfig
 from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.results import read_predictions
 from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
 
@@ -56,16 +56,6 @@ def assert_each_epoch_once(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame
     for trial_id, group in epochs.groupby("trial_id"):
         assert sorted(group["epoch"]) == list(range(1, len(group) + 1)), trial_id
     return trials, epochs
-
-
-def trial_pids(experiment: Path) -> list[int]:
-    """Processes of the trials that have reported, from the ``pid`` of their latest result."""
-    pids = []
-    for result in sorted(experiment.glob("*/result.json")):
-        lines = result.read_text().splitlines()
-        if lines:
-            pids.append(int(json.loads(lines[-1])["pid"]))
-    return pids
 
 
 def trainable_pids() -> set[int]:
@@ -163,6 +153,10 @@ def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics
     pd.testing.assert_frame_equal(
         measured.astype(float), reference.astype(float), check_exact=False, rtol=1e-6
     )
+    # the predictions of the replayed epochs are kept once too
+    predictions = read_predictions(experiment)
+    assert not predictions.duplicated(["trial_id", "epoch", "video"]).any()
+    assert len(predictions) == epochs * predictions["video"].nunique()
     # periodic checkpoints: epochs 2 and 4 and the last, nothing persisted in between
     persisted = rows.set_index("epoch")["checkpoint_bytes"]
     assert (persisted.loc[[2, 4, 5]] > 0).all() and (persisted.loc[[1, 3]] == 0).all()
@@ -242,7 +236,7 @@ def test_trials_of_a_removed_node_finish_on_the_other_node(
 
         def remove_the_node_running_trials() -> None:
             wait_for(lambda: len(checkpoints(experiment)) >= 1)
-            raylet = parent_pid(wait_for(lambda: trial_pids(experiment))[0])  # workers' parent
+            raylet = parent_pid(min(wait_for(trainable_pids)))  # a running trial's raylet
             [node] = [n for n in nodes if raylet in raylet_pids(n)]
             cluster.remove_node(node, allow_graceful=False)
             removed.update(raylet=raylet)
@@ -250,7 +244,7 @@ def test_trials_of_a_removed_node_finish_on_the_other_node(
         remover = threading.Thread(target=remove_the_node_running_trials, daemon=True)
         remover.start()
         outcome = run_search(
-            parse_space(space_doc(4, [1e-3, 1e-4]), source="nodeloss.yaml", name="nodeloss"),
+            parse_space(space_doc(6, [1e-3, 1e-4]), source="nodeloss.yaml", name="nodeloss"),
             SearchOptions(
                 data=synthetic_root,
                 storage=tmp_path / "results",
@@ -263,7 +257,7 @@ def test_trials_of_a_removed_node_finish_on_the_other_node(
         assert removed, "no node was removed"
         assert outcome.num_errors == 0
         trials, rows = assert_each_epoch_once(experiment)
-        assert len(rows) == 2 * 4
+        assert len(rows) == 2 * 6
         assert trials["num_failures"].sum() >= 1
         # the head has no CPUs and every process of the removed node is gone, so the retries
         # ran on the survivor; Ray marks the node dead once its health checks time out

@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "tuner.cli.search",
     "tuner.cli.submit",
     "tuner.cli.results",
+    "tuner.cli.ui",
     "tuner.cli.replay",
     "tuner.cli.bench",
 )

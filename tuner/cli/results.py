@@ -18,6 +18,11 @@ from typing import Any
 import pandas as pd
 
 from tuner import results
+from tuner.cli._results_stats import (
+    add_stats_commands,
+    compare_trials_command,
+    is_trial_comparison,
+)
 from tuner.errors import UsageError
 
 __all__ = ["register"]
@@ -36,6 +41,7 @@ def register(subparsers: Any) -> None:
         add(commands)
     for add in (_add_parallel, _add_compare, _add_export):
         add(commands)
+    add_stats_commands(commands, _command)
 
 
 def _command(
@@ -75,6 +81,16 @@ def _add_pivot(commands: Any) -> None:
     parser.add_argument("--agg", choices=("mean", "max"), default="mean", help="over repeats")
     parser.add_argument("--csv", type=Path, metavar="PATH", help="also save as CSV")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also save as Markdown")
+    parser.add_argument("--out", type=Path, metavar="FILE.png", help="also draw a heatmap")
+    parser.add_argument(
+        "--significance",
+        action="store_true",
+        help="mark cells not distinguishable from the best trial (paired tests, Holm)",
+    )
+    parser.add_argument("--level", type=float, default=results.LEVEL, help="test level")
+    parser.add_argument(
+        "--std", action="store_true", help="cells as mean ± std over repeats (folds: default)"
+    )
 
 
 def _add_curves(commands: Any) -> None:
@@ -110,9 +126,19 @@ def _add_parallel(commands: Any) -> None:
 
 
 def _add_compare(commands: Any) -> None:
-    parser = _command(commands, "compare", "two experiments side by side", _compare)
-    parser.add_argument("experiments", nargs=2, metavar="EXP", help="two experiments")
+    parser = _command(
+        commands, "compare", "two experiments side by side, or two trials on the same videos",
+        _compare,
+    )  # fmt: skip
+    parser.add_argument(
+        "experiments",
+        nargs="+",
+        metavar="ITEM",
+        help="EXP1 EXP2 (experiments), EXP A B (two of its trials) or EXP:A EXP2:B",
+    )
     parser.add_argument("--value", default="best_val_acc", help=_VALUE_HELP)
+    parser.add_argument("--epoch", default="best", help="trials: best (default), last or N")
+    parser.add_argument("--level", type=float, default=results.LEVEL, help="interval level")
 
 
 def _add_export(commands: Any) -> None:
@@ -148,6 +174,8 @@ def _top(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k {args.k}: must be 1 or more")
     table = results.top_trials(experiment.trials, args.k, args.value, group=not args.no_group)
+    if not args.no_group and not table.empty:
+        table = results.seed_intervals(table)  # a t interval of the mean over seeds or folds
     if args.json:
         return _print_json(_records(table))
     if table.empty:
@@ -169,6 +197,10 @@ def _top_view(
     view[value] = [
         _mean_std(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"], strict=True)
     ]
+    view["95 % CI of the mean"] = [
+        "-" if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
+        for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)
+    ]
     view["best"] = table["best"]
     view["seeds"] = table["seeds"].map(lambda s: ",".join(str(v) for v in s))
     view["epochs_run"] = table["epochs_run"]
@@ -188,26 +220,76 @@ def _pivot(args: argparse.Namespace) -> int:
     _check_columns(experiment.trials, rows, "--rows")
     _check_columns(experiment.trials, cols, "--cols")
     _check_columns(experiment.trials, [args.value], "--value")
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out}: the heatmap is written as .png")
     table = results.pivot_table(experiment.trials, rows, cols, args.value, args.agg)
-    shown = _display_pivot(table)
+    marks = _marks(experiment, rows, cols, args) if args.significance else None
+    spread = args.std or _cross_validated(experiment.trials)
+    shown = _display_pivot(table, marks, _spread(experiment, rows, cols, args) if spread else None)
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(_markdown(shown.reset_index()), encoding="utf-8")
+    if args.out is not None:
+        results.plot_pivot(
+            experiment, rows, cols, args.out, value=args.value, agg=args.agg,
+            significance=args.significance, level=args.level,
+        )  # fmt: skip
     if args.json:
         flat = table.copy()
         flat.columns = [_column_label(c) for c in flat.columns]
-        return _print_json(_records(flat.reset_index()))
+        payload = _records(flat.reset_index())
+        if marks is not None:
+            tied = marks.reindex(index=table.index, columns=table.columns, fill_value=False)
+            for record, flags in zip(payload, tied.to_numpy().tolist(), strict=True):
+                record["not_distinguishable"] = {
+                    _column_label(c): bool(f) for c, f in zip(table.columns, flags, strict=True)
+                }
+        return _print_json(payload)
     print(f"{args.agg} {args.value} by {', '.join(rows)}" + (f" / {', '.join(cols)}" * bool(cols)))
     print(shown.to_string())
+    if marks is not None:
+        print(f"= : not distinguishable from the best trial (exact McNemar on the same videos, "
+              f"Holm-corrected, {1 - args.level:g})")  # fmt: skip
+    if args.out is not None:
+        print(f"wrote {args.out}")
     return 0
 
 
-def _display_pivot(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with index and column labels as the report prints them and cells to 2 decimals."""
+def _marks(
+    experiment: results.Experiment, rows: list[str], cols: list[str], args: argparse.Namespace
+) -> pd.DataFrame:
+    try:
+        return results.pivot_marks(experiment, rows, cols, value=args.value, level=args.level)
+    except ValueError as exc:
+        raise UsageError(f"--significance: {exc}") from None
+
+
+def _cross_validated(trials: pd.DataFrame) -> bool:
+    return "val_users" in trials.columns and trials["val_users"].astype(str).nunique() > 1
+
+
+def _spread(
+    experiment: results.Experiment, rows: list[str], cols: list[str], args: argparse.Namespace
+) -> pd.DataFrame:
+    """Sample standard deviation of each cell over its trials (repeated seeds or folds)."""
+    return results.pivot_table(experiment.trials, rows, cols, args.value, "std")
+
+
+def _display_pivot(
+    table: pd.DataFrame, marks: pd.DataFrame | None = None, spread: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``table`` with index and column labels as the report prints them and cells to 2 decimals,
+    ``± std`` with ``spread`` and ``=`` on the cells ``marks`` flags."""
     shown = table.map(lambda v: "-" if pd.isna(v) else f"{v:.2f}")
+    if spread is not None:
+        std = spread.reindex(index=table.index, columns=table.columns)
+        shown = shown.where(std.isna(), shown + std.map(lambda v: f" ± {v:.2f}"))
+    if marks is not None:
+        tied = marks.reindex(index=table.index, columns=table.columns, fill_value=False)
+        shown = shown.where(~tied.astype(bool), shown + " =")
     shown.index = _format_index(shown.index)
     shown.columns = _format_index(shown.columns)
     return shown
@@ -281,6 +363,10 @@ def _parallel(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if not 2 <= len(args.experiments) <= 3:
+        raise UsageError("compare: give EXP1 EXP2, EXP A B or EXP:A EXP2:B")
+    if is_trial_comparison(args.experiments):
+        return compare_trials_command(args)
     experiments = [_load(args, name) for name in args.experiments]
     for experiment in experiments:
         _check_columns(experiment.trials, [args.value], "--value")

@@ -37,7 +37,27 @@ from tuner.results._metadata import (
     read_experiment_metadata,
     write_experiment_metadata,
 )
+from tuner.results._predictions import (
+    PREDICTION_SCHEMA,
+    PREDICTIONS_DIR,
+    PREDICTIONS_KEY,
+    PredictionPartWriter,
+    read_predictions,
+)
+from tuner.results._stats import (
+    LEVEL,
+    compare_trials,
+    confusion,
+    outcomes,
+    pivot_marks,
+    seed_intervals,
+    selected_epoch,
+    significance_vs_best,
+    trial_accuracies,
+    wilson_interval,
+)
 from tuner.results._store import (
+    CAM_DIR,
     EPOCH_SCHEMA,
     EPOCHS_DIR,
     SCHEMA_VERSION,
@@ -48,8 +68,10 @@ from tuner.results._store import (
     read_trials,
 )
 from tuner.results._tables import (
+    FOLD_COLUMNS,
     compare_experiments,
     export_experiment,
+    fold_table,
     format_number,
     group_seeds,
     list_experiments,
@@ -60,49 +82,75 @@ from tuner.results._tables import (
 )
 
 __all__ = [
+    "CAM_DIR",
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
     "FINISHED",
+    "FOLD_COLUMNS",
+    "LEVEL",
     "METADATA_FILE",
+    "PREDICTIONS_DIR",
+    "PREDICTIONS_KEY",
+    "PREDICTION_SCHEMA",
     "SCHEMA_VERSION",
     "STORAGE_ENV",
     "TRIALS_FILE",
     "EpochPartWriter",
     "Experiment",
+    "PredictionPartWriter",
     "TrialsTableWriter",
     "compare_experiments",
+    "compare_trials",
+    "confusion",
     "default_storage",
     "export_experiment",
+    "fold_table",
     "format_number",
     "group_seeds",
     "hyperparameter_columns",
     "list_experiments",
     "load_experiment",
+    "outcomes",
     "param_importances",
+    "pivot_marks",
     "pivot_table",
+    "plot_confusion",
     "plot_curves",
     "plot_importances",
     "plot_parallel",
+    "plot_pivot",
     "read_epochs",
     "read_experiment_metadata",
+    "read_predictions",
     "read_trials",
     "resolve_experiment",
+    "seed_intervals",
     "select_trials",
+    "selected_epoch",
+    "significance_vs_best",
     "summarize_experiment",
     "top_trials",
+    "trial_accuracies",
     "upgrade_epochs",
     "upgrade_trials",
     "varying_columns",
+    "wilson_interval",
     "write_experiment_metadata",
 ]
 
-_FIGURES = ("plot_curves", "plot_importances", "plot_parallel")
+_FIGURES = {
+    "plot_curves": "_plots",
+    "plot_importances": "_plots",
+    "plot_parallel": "_plots",
+    "plot_confusion": "_diagnostics",
+    "plot_pivot": "_diagnostics",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The figure functions, from ``_plots``: matplotlib loads when a figure is first drawn."""
+    """The figure functions: matplotlib loads when a figure is first drawn."""
     if name in _FIGURES:
-        from tuner.results import _plots
+        import importlib
 
-        return getattr(_plots, name)
+        return getattr(importlib.import_module(f"tuner.results.{_FIGURES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

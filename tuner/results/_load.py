@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 from tuner.errors import EgotuneError
 from tuner.results._metadata import METADATA_FILE, default_storage, read_experiment_metadata
+from tuner.results._predictions import read_predictions
 from tuner.results._store import (
     EPOCH_SCHEMA,
     EPOCHS_DIR,
@@ -94,6 +96,12 @@ class Experiment:
     """``experiment.json`` (empty when the folder has none)."""
     schema_version: int
     """Version of the trials table as written (0 for tables that predate versioning)."""
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """``predictions.parquet`` (one row per trial, epoch and validation video), read on first
+        use; empty for experiments written before it existed."""
+        return read_predictions(self.path)
 
     @property
     def hyperparameters(self) -> list[str]:

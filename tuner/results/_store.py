@@ -42,21 +42,29 @@ import pyarrow.parquet as pq
 from tuner._atomic import write_atomic
 
 __all__ = [
+    "CAM_DIR",
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
+    "PART_NAME",
     "SCHEMA_VERSION",
     "TRIALS_FILE",
     "TRIAL_SUMMARY_SCHEMA",
     "EpochPartWriter",
     "TrialsTableWriter",
+    "part_files",
     "read_epochs",
+    "read_parquet_file",
     "read_trials",
+    "table_metadata",
+    "write_table_atomic",
 ]
 
 SCHEMA_VERSION = 1
 """Version of the table layout; bump it when a column changes meaning or type."""
 TRIALS_FILE = "trials.parquet"
 EPOCHS_DIR = "epochs.parquet"
+CAM_DIR = "cam"
+"""Folder of ``egotune results cam`` strips in an experiment (``cam/<trial_id>/*.png``)."""
 
 _KEY_COLUMNS = [pa.field("trial_id", pa.string()), pa.field("epoch", pa.int64())]
 _EPOCH_VALUE_COLUMNS = [
@@ -84,13 +92,13 @@ _EPOCH_VALUE_COLUMNS = [
 ]
 
 
-def _table_metadata(table: str) -> dict[bytes, bytes]:
+def table_metadata(table: str) -> dict[bytes, bytes]:
     return {b"schema_version": str(SCHEMA_VERSION).encode(), b"egotune.table": table.encode()}
 
 
 EPOCH_SCHEMA = pa.schema(
     [*_KEY_COLUMNS, *(pa.field(n, t) for n, t in _EPOCH_VALUE_COLUMNS), ("extra", pa.string())],
-    metadata=_table_metadata("epochs"),
+    metadata=table_metadata("epochs"),
 )
 """Columns of every epochs part file; ``extra`` holds other plain metrics as a JSON object."""
 
@@ -110,14 +118,14 @@ TRIAL_SUMMARY_SCHEMA = pa.schema(
 hyperparameter columns (whose types are inferred from their values)."""
 
 _TRIAL_LEAD_COLUMNS = ("trial_id", "status")
-_PART_NAME = re.compile(r"^part-(\d+)-[0-9a-f]+\.parquet$")
+PART_NAME = re.compile(r"^part-(\d+)-[0-9a-f]+\.parquet$")
 _REJECTED = object()  # a value that does not fit its column's type
 
 
 # -- atomic files ---------------------------------------------------------------------------
 
 
-def _write_table_atomic(table: pa.Table, path: Path) -> None:
+def write_table_atomic(table: pa.Table, path: Path) -> None:
     write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
@@ -164,7 +172,7 @@ def _json_scalar(value: Any) -> Any:
 # -- part files -----------------------------------------------------------------------------
 
 
-def _part_files(directory: Path) -> list[Path]:
+def part_files(directory: Path) -> list[Path]:
     """Completed part files of ``directory`` in name order; temporary files are not listed."""
     if not directory.is_dir():
         return []
@@ -175,7 +183,7 @@ def _part_files(directory: Path) -> list[Path]:
     )
 
 
-def _read_parquet_file(path: Path, columns: list[str] | None = None) -> pa.Table | None:
+def read_parquet_file(path: Path, columns: list[str] | None = None) -> pa.Table | None:
     """The table in ``path``, or ``None`` with a warning naming the file when it is unreadable."""
     try:
         table = pq.read_table(path, columns=columns)
@@ -224,11 +232,11 @@ class EpochPartWriter:
         self._load_existing_parts()
 
     def _load_existing_parts(self) -> None:
-        for path in _part_files(self.directory):
-            match = _PART_NAME.match(path.name)
+        for path in part_files(self.directory):
+            match = PART_NAME.match(path.name)
             if match:
                 self._next_index = max(self._next_index, int(match.group(1)) + 1)
-            table = _read_parquet_file(path, columns=["trial_id", "epoch"])
+            table = read_parquet_file(path, columns=["trial_id", "epoch"])
             if table is not None:
                 ids, epochs = (
                     table.column("trial_id").to_pylist(),
@@ -305,7 +313,7 @@ class EpochPartWriter:
             return None
         table = pa.Table.from_pylist(self._pending, schema=EPOCH_SCHEMA)
         path = self.directory / f"part-{self._next_index:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_table_atomic(table, path)
+        write_table_atomic(table, path)
         self._next_index += 1
         self._pending = []
         return path
@@ -344,7 +352,7 @@ class TrialsTableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rows: dict[str, dict[str, Any]] = {}
         self._dirty = False
-        table = _read_parquet_file(self.path) if self.path.is_file() else None
+        table = read_parquet_file(self.path) if self.path.is_file() else None
         for row in table.to_pylist() if table is not None else []:
             self._rows[row["trial_id"]] = row
 
@@ -377,7 +385,7 @@ class TrialsTableWriter:
         """Rewrite the file when rows changed since the last write; ``True`` if it wrote."""
         if not self._dirty:
             return False
-        _write_table_atomic(_trials_table(self._rows.values()), self.path)
+        write_table_atomic(_trials_table(self._rows.values()), self.path)
         self._dirty = False
         return True
 
@@ -399,9 +407,7 @@ def _trials_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
         values = [_coerce(row.get(field.name), field.type) for row in rows]
         arrays.append(pa.array([None if v is _REJECTED else v for v in values], field.type))
         fields.append(field)
-    return pa.Table.from_arrays(
-        arrays, schema=pa.schema(fields, metadata=_table_metadata("trials"))
-    )
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=table_metadata("trials")))
 
 
 def _hyperparameter_array(values: list[Any]) -> pa.Array:
@@ -431,7 +437,7 @@ def read_epochs(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     JSON ``extra`` column is expanded into one column per key. An empty table keeps the columns.
     """
     directory = Path(experiment_dir) / EPOCHS_DIR
-    tables = [t for t in map(_read_parquet_file, _part_files(directory)) if t is not None]
+    tables = [t for t in map(read_parquet_file, part_files(directory)) if t is not None]
     if not tables:
         frame = EPOCH_SCHEMA.empty_table().to_pandas()
     else:
@@ -459,7 +465,7 @@ def read_trials(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     warning naming it.
     """
     path = Path(experiment_dir) / TRIALS_FILE
-    table = _read_parquet_file(path) if path.is_file() else None
+    table = read_parquet_file(path) if path.is_file() else None
     if table is None:
         table = _trials_table([])
     return table.to_pandas()

@@ -27,8 +27,10 @@ from tuner.results._metadata import default_storage
 from tuner.results._store import TRIALS_FILE
 
 __all__ = [
+    "FOLD_COLUMNS",
     "compare_experiments",
     "export_experiment",
+    "fold_table",
     "format_number",
     "group_seeds",
     "list_experiments",
@@ -40,15 +42,20 @@ __all__ = [
 ]
 
 
+FOLD_COLUMNS = ("train_users", "val_users")
+"""Columns a cross-validation fold sets (``folds`` in a space file)."""
+
+
 def group_seeds(trials: pd.DataFrame, value: str = "best_val_acc") -> pd.DataFrame:
-    """One row per configuration: trials that differ only in ``seed`` are grouped.
+    """One row per configuration: trials that differ only in ``seed`` (or, in a cross-validated
+    experiment, in their fold's users) are grouped.
 
     Returns the configuration columns, then ``mean``, ``std`` (sample, NaN for one trial), ``n``,
     ``best`` (the highest ``value``), ``seeds`` and ``trial_ids`` (lists) and ``epochs_run`` (the
     sum over the group), sorted by ``mean`` descending. Trials without ``value`` are left out.
     """
     require_columns(trials, [value], "value")
-    keys = [c for c in hyperparameter_columns(trials) if c != "seed"]
+    keys = [c for c in hyperparameter_columns(trials) if c not in ("seed", *FOLD_COLUMNS)]
     rows = hashable(trials.dropna(subset=[value]), keys)
     if "seed" not in rows.columns:
         rows = rows.assign(seed=pd.NA)
@@ -67,6 +74,36 @@ def group_seeds(trials: pd.DataFrame, value: str = "best_val_acc") -> pd.DataFra
     ).reset_index()
     table = table.sort_values(["mean", "best"], ascending=False, kind="stable")
     return table.reset_index(drop=True)
+
+
+def fold_table(
+    trials: pd.DataFrame, value: str = "best_val_acc"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A cross-validated experiment by fold: ``value`` per configuration (rows, mean over seeds)
+    and held-out users (columns), and per configuration the ``mean``, ``std`` and ``n`` over its
+    folds. Raises ``ValueError`` when the validation users do not vary."""
+    require_columns(trials, [value, "val_users"], "value")
+    done = hashable(trials.dropna(subset=[value]), ["val_users"])
+    if done["val_users"].nunique() < 2:
+        raise ValueError("folds: the trials share their validation users (no folds to compare)")
+    done["fold"] = done["val_users"].map(_fold_name)
+    keys = [c for c in varying_columns(done) if c not in ("seed", "fold", *FOLD_COLUMNS)]
+    done = hashable(done, keys)
+    if not keys:
+        done, keys = done.assign(configuration="all"), ["configuration"]
+    per_fold = done.pivot_table(index=keys, columns="fold", values=value, aggfunc="mean")
+    summary = per_fold.agg(["mean", "std", "count"], axis=1).rename(columns={"count": "n"})
+    summary = summary.reset_index().sort_values("mean", ascending=False, kind="stable")
+    return per_fold, summary.reset_index(drop=True)
+
+
+def _fold_name(users: Any) -> str:
+    """``'["S2"]'`` (a list as the trials table stores it) -> ``S2``."""
+    try:
+        parsed = json.loads(users) if isinstance(users, str) else users
+    except ValueError:
+        return str(users)
+    return "+".join(str(u) for u in parsed) if isinstance(parsed, list) else str(parsed)
 
 
 def top_trials(
@@ -93,11 +130,11 @@ def pivot_table(
     """``value`` laid out like the report's Fig. 10: index ``rows``, columns ``cols``.
 
     Cells aggregate the trials of each combination (repeated seeds included) with ``agg``
-    (``mean`` or ``max``); row combinations that never ran are left out, cells not run are
-    NaN. List values are shown as text.
+    (``mean``, ``max`` or ``std``, the sample standard deviation); row combinations that never
+    ran are left out, cells not run are NaN. List values are shown as text.
     """
-    if agg not in ("mean", "max"):
-        raise ValueError(f"agg: expected mean or max, got {agg!r}")
+    if agg not in ("mean", "max", "std"):
+        raise ValueError(f"agg: expected mean, max or std, got {agg!r}")
     if not rows:
         raise ValueError("rows: name at least one column")
     require_columns(trials, [*rows, *cols], "rows/cols")

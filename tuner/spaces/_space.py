@@ -39,7 +39,10 @@ from tuner.spaces._scheduler import (
 )
 from tuner.spaces._validation import validate_trials
 
-__all__ = ["Resources", "SearchSpace", "parse_space"]
+__all__ = ["FOLD_KEYS", "Resources", "SearchSpace", "parse_space"]
+
+FOLD_KEYS = ("train_users", "val_users")
+"""Keys a cross-validation fold sets."""
 
 _TOP_KEYS = (
     "report",
@@ -50,6 +53,7 @@ _TOP_KEYS = (
     "points",
     "sample",
     "repeats",
+    "folds",
     "scheduler",
     "resources",
     "prerequisites",
@@ -100,6 +104,9 @@ class SearchSpace:
     """Canonical form of the file (flat keys, explicit settings only), used for overrides."""
     warnings: tuple[str, ...] = ()
     """Valid settings that depart from the report (``config_warnings``), each with its trials."""
+    folds: list[dict[str, list[str]]] = field(default_factory=list)
+    """Cross-validation folds (``train_users``, ``val_users``), an axis of every trial; empty:
+    the configuration's split (the report's: train on S1, S3, S4, validate on S2)."""
 
     @property
     def is_sampled(self) -> bool:
@@ -111,6 +118,7 @@ class SearchSpace:
         """Keys that change between trials, in file order (``seed`` last)."""
         keys = list(self.points[0]) if self.points else []
         keys += [*self.grid, *self.sample]
+        keys += list(FOLD_KEYS) if self.folds else []
         return keys + ([SEED] if self.repeats else [])
 
     @property
@@ -131,6 +139,8 @@ class SearchSpace:
         if self.points:
             axes.append(self.points)
         axes += [[{key: value} for value in values] for key, values in self.grid.items()]
+        if self.folds:
+            axes.append([dict(fold) for fold in self.folds])
         if self.repeats:
             axes.append([{SEED: seed} for seed in range(self.repeats)])
         cells = []
@@ -215,6 +225,8 @@ def parse_space(document: Any, source: str = "<string>", name: str | None = None
     sections = _parse_sections(source, document)
     _check_overlaps(source, sections)
     prerequisites = parse_prerequisites(source, document.get("prerequisites"), sections)
+    if sections["folds"]:
+        prerequisites = _match_folds(prerequisites)
     settings = parse_scheduler(source, document.get("scheduler"), sections)
     space = SearchSpace(
         name=name or Path(source).stem,
@@ -227,6 +239,7 @@ def parse_space(document: Any, source: str = "<string>", name: str | None = None
         points=sections["points"],
         sample=sections["sample"],
         repeats=sections["repeats"],
+        folds=sections["folds"],
         scheduler=settings,
         resources=_parse_resources(source, document.get("resources")),
         prerequisites=prerequisites,
@@ -264,7 +277,38 @@ def _parse_sections(source: str, document: Mapping[str, Any]) -> dict[str, Any]:
     if repeats is not None and repeats < 1:
         raise SpaceError(source, "repeats", f"expected an integer >= 1, got {repeats!r}")
     points = _parse_points(source, document.get("points"))
-    return {"fixed": fixed, "grid": grid, "points": points, "sample": sample, "repeats": repeats}
+    folds = _parse_folds(source, document.get("folds"))
+    return {
+        "fixed": fixed,
+        "grid": grid,
+        "points": points,
+        "sample": sample,
+        "repeats": repeats,
+        "folds": folds,
+    }
+
+
+def _parse_folds(source: str, value: Any) -> list[dict[str, list[str]]]:
+    """``folds: {leave_one_user_out: [S1, S2, S3, S4]}``: one fold per user, trained on the
+    others and validated on it."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping) or list(value) != ["leave_one_user_out"]:
+        raise SpaceError(source, "folds", "expected {leave_one_user_out: [users]}")
+    users = value["leave_one_user_out"]
+    where = "folds.leave_one_user_out"
+    if not isinstance(users, list) or len(users) < 2 or not all(isinstance(u, str) for u in users):
+        raise SpaceError(source, where, f"expected a list of two or more users, got {users!r}")
+    check_unique(source, where, users)
+    return [{"train_users": [u for u in users if u != user], "val_users": [user]} for user in users]
+
+
+def _match_folds(prerequisites: dict[str, Prerequisite]) -> dict[str, Prerequisite]:
+    """Each fold's trials start from prerequisites trained on that fold's users."""
+    return {
+        name: replace(p, match=tuple(dict.fromkeys((*p.match, *FOLD_KEYS))))
+        for name, p in prerequisites.items()
+    }
 
 
 def _parse_points(source: str, value: Any) -> list[dict[str, Any]]:
@@ -294,6 +338,9 @@ def _check_overlaps(source: str, sections: Mapping[str, Any]) -> None:
         seen[key] = where
     if sections["repeats"] and SEED in seen:
         raise SpaceError(source, "repeats", f"seeds come from repeats but {seen[SEED]} sets seed")
+    for key in FOLD_KEYS if sections["folds"] else ():
+        if key in seen:
+            raise SpaceError(source, seen[key], f"the folds set {key}; remove it here")
 
 
 def _parse_resources(source: str, value: Any) -> Resources:
@@ -332,6 +379,8 @@ def _canonical_document(
         doc["sample"] = {k: d.to_dict() for k, d in sections["sample"].items()}
     if sections["repeats"]:
         doc["repeats"] = sections["repeats"]
+    if sections["folds"]:
+        doc["folds"] = dict(document["folds"])
     for key in ("scheduler", "resources"):
         if document.get(key):
             doc[key] = dict(document[key])
@@ -371,6 +420,8 @@ def _apply_set_values(doc: dict[str, Any], values: Mapping[str, Any]) -> None:
             point.pop(key, None)
         if key == SEED:
             doc.pop("repeats", None)
+        if key in FOLD_KEYS:
+            doc.pop("folds", None)
         prerequisites = doc.get("prerequisites", {})
         for name in [n for n, p in prerequisites.items() if p.get("provides") == key]:
             del prerequisites[name]
