@@ -82,9 +82,7 @@ class Statistics:
             return None
         classes = [str(c) for c in found["classes"]]
         per_class = found["per_class"]["acc"]
-        accuracy = [
-            None if c not in per_class.index else float(per_class.loc[c]) for c in classes
-        ]
+        accuracy = [None if c not in per_class.index else float(per_class.loc[c]) for c in classes]
         strips_dir = experiment.path / results.CAM_DIR / trial_id
         strips = sorted(strips_dir.glob("*.png")) if strips_dir.is_dir() else []
         return TrialStatistics(
