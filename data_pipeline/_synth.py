@@ -1,35 +1,47 @@
-"""A synthetic GTEA61 in the course layout, for demos, tests and CPU runs.
+"""A synthetic GTEA61 in the course layout, for demos, tests, benchmarks and CPU runs.
 
 ``synthesize(root)`` writes ``root/GTEA61/{processed_frames2,flow_x_processed,flow_y_processed}``
 with users S1-S4, real class names, PNG frames, warp flow and binary motion maps, and plants the
-real archive's defects (``.DS_Store`` files, videos without ``map0001.png``). Each class is an
-(action, object) pair: the object sets the appearance and the action the motion; ``close_X`` is
-``open_X`` played backwards with the same draw, so only a model that uses time tells them apart.
-Output is byte-identical for a given seed; videos are rendered on a process pool.
+real archive's defects (``.DS_Store`` files, videos without ``map0001.png``). What a video shows
+is decided in :mod:`data_pipeline._synth_scene` (objects look like their family, the verb moves
+a lid, the object or a spoon, users differ) and drawn by :mod:`data_pipeline._synth_render`;
+``close_X`` is ``open_X`` played backwards with the same draw, so only a model that uses time
+tells them apart. ``like_gtea61=True`` gives the real dataset's shape: all 61 classes, 1 to 7
+videos per class and user (457 videos, 116 of them in S2) and its skewed video lengths. Output
+is byte-identical for a given seed; videos are rendered on a process pool.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_pipeline._classes import GTEA61_CLASSES, choose_classes, partner, verb_of
+from data_pipeline._classes import GTEA61_CLASSES, choose_classes
 from data_pipeline._index import DatasetError
 from data_pipeline._layout import COURSE
-from data_pipeline._synth_render import VideoSpec, appearance_of, render_video
+from data_pipeline._synth_render import VideoSpec, render_video
+from data_pipeline._synth_scene import class_group, user_style
 
-__all__ = ["SynthSummary", "synthesize"]
+__all__ = ["GTEA61_SHAPE", "SynthSummary", "gtea61_counts", "synthesize"]
 
 USERS = ("S1", "S2", "S3", "S4")
-_TABLES = ((148, 138, 122), (132, 134, 128), (156, 146, 136), (124, 128, 120))
 _DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(56)
 _SHORTEST = 5  # the real archive's shortest videos have 5 frames
+_MISSING_MAP_EVERY = 25  # 18 of the real archive's 457 videos lack map0001.png
+
+GTEA61_SHAPE = {"S1": 114, "S2": 116, "S3": 113, "S4": 114}
+"""Videos per user in the real GTEA61 (457 in all; every user has every class)."""
+_MAX_INSTANCES = 7
+_LENGTH_MEDIAN, _LENGTH_SPREAD = 34, (0.6, 0.88)  # log-scale spread below / above the median
+_LENGTH_CAP = 160  # the real maximum is 645; longer videos only cost disk space here
+
+Counts = Mapping[tuple[str, str], int]
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class SynthSummary:
     videos: int
     frames: int
     """RGB frames over all videos."""
+    videos_per_user: dict[str, int]
     missing_mmaps: tuple[Path, ...]
     """Planted defect: map files left out."""
     hidden_files: tuple[Path, ...]
@@ -50,52 +63,70 @@ class SynthSummary:
     seconds: float
 
 
+def gtea61_counts(seed: int) -> dict[tuple[str, str], int]:
+    """Videos per (user, class) with the real GTEA61's shape: every class once per user, the
+    rest spread by a per-class popularity (so some classes have 4 videos in all and others near
+    20), at most 7 per user and class, and the real per-user totals."""
+    popularity = np.random.default_rng([seed, 61]).gamma(1.0, size=len(GTEA61_CLASSES))
+    counts: dict[tuple[str, str], int] = {}
+    for number, user in enumerate(USERS, start=1):
+        table = np.ones(len(GTEA61_CLASSES), dtype=int)
+        rng = np.random.default_rng([seed, number, 62])
+        for _ in range(GTEA61_SHAPE[user] - len(GTEA61_CLASSES)):
+            weights = popularity * (table < _MAX_INSTANCES)
+            table[rng.choice(len(table), p=weights / weights.sum())] += 1
+        counts.update({(user, name): int(c) for name, c in zip(GTEA61_CLASSES, table, strict=True)})
+    return counts
+
+
 def _draw_seed(seed: int, user: str, class_name: str, instance: int) -> tuple[int, ...]:
-    # open_X and close_X share the draw of open_X, so one is the other reversed.
-    twin = partner(class_name)
-    group = class_name if verb_of(class_name) != "close" or twin is None else twin
-    return (seed, int(user[1:]), GTEA61_CLASSES.index(group), instance)
+    # open_X and close_X share the draw of open_X, so one is the other played backwards.
+    return (seed, int(user[1:]), GTEA61_CLASSES.index(class_group(class_name)), instance)
 
 
-def _frame_count(
-    draw: tuple[int, ...], frame_range: tuple[int, int], shortest: tuple[int, ...]
-) -> int:
-    if draw == shortest:
-        return _SHORTEST
-    low, high = frame_range
-    return int(np.random.default_rng([*draw, 7]).integers(low, high, endpoint=True))
+def _frame_count(draw: tuple[int, ...], frame_range: tuple[int, int] | None) -> int:
+    rng = np.random.default_rng([*draw, 7])
+    if frame_range is not None:
+        low, high = frame_range
+        return int(rng.integers(low, high, endpoint=True))
+    # The real lengths: median 34, a tenth under 16, a tenth over 105 (skewed).
+    z = rng.normal()
+    spread = _LENGTH_SPREAD[0] if z < 0 else _LENGTH_SPREAD[1]
+    return int(np.clip(round(_LENGTH_MEDIAN * np.exp(spread * z)), _SHORTEST, _LENGTH_CAP))
 
 
 def _specs(
     dataset_dir: Path,
-    classes: Sequence[str],
-    videos_per_class: int,
+    counts: Counts,
     size: tuple[int, int],
     seed: int,
-    frame_range: tuple[int, int],
+    frame_range: tuple[int, int] | None,
 ) -> list[VideoSpec]:
     rgb, mmaps, flow_x, flow_y = COURSE.modalities
-    low, high = frame_range
-    shortest = _draw_seed(seed, "S3", classes[0], 1) if low <= _SHORTEST <= high else ()
+    first_class = min(name for _, name in counts)
+    shortest = _draw_seed(seed, "S3", first_class, 1)
     specs: list[VideoSpec] = []
-    for u, user in enumerate(USERS):
-        for class_name in classes:
-            for instance in range(1, videos_per_class + 1):
+    for user in USERS:
+        style = user_style(seed, int(user[1:]))
+        for class_name in sorted({name for u, name in counts if u == user}):
+            for instance in range(1, counts[(user, class_name)] + 1):
                 key = (dataset_dir, user, class_name, str(instance))
                 draw = _draw_seed(seed, user, class_name, instance)
+                can_be_short = frame_range is None or frame_range[0] <= _SHORTEST
+                n_frames = _SHORTEST if draw == shortest and can_be_short else None
                 specs.append(
                     VideoSpec(
                         rgb_dir=rgb.frame_dir(*key),
                         map_dir=mmaps.frame_dir(*key),
                         flow_x_dir=flow_x.frame_dir(*key),
                         flow_y_dir=flow_y.frame_dir(*key),
-                        n_frames=_frame_count(draw, frame_range, shortest),
-                        action=verb_of(class_name),
-                        appearance=appearance_of(class_name),
+                        n_frames=n_frames or _frame_count(draw, frame_range),
+                        class_name=class_name,
                         draw=draw,
+                        backwards=class_group(class_name) != class_name,
                         size=size,
-                        table=_TABLES[u],
-                        skip_first_map=len(specs) % 10 == 3,
+                        style=style,
+                        skip_first_map=len(specs) % _MISSING_MAP_EVERY == 3,
                     )
                 )
     return specs
@@ -108,7 +139,7 @@ def _render(specs: list[VideoSpec], workers: int | None) -> int:
     # Longest videos first keeps the workers busy until the end.
     ordered = sorted(specs, key=lambda s: -s.n_frames)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(render_video, ordered))
+        return sum(pool.map(render_video, ordered, chunksize=4))
 
 
 def _plant_hidden(dataset_dir: Path, classes: Sequence[str]) -> tuple[Path, ...]:
@@ -149,30 +180,49 @@ def synthesize(
     seed: int = 0,
     frame_range: tuple[int, int] = (5, 24),
     workers: int | None = None,
+    like_gtea61: bool = False,
 ) -> SynthSummary:
     """Write a synthetic GTEA61 under ``root/GTEA61`` (which must not exist yet).
 
     ``classes`` real class names (3..61, with open/close pairs and comma names), each with
     ``videos_per_class`` instances per user S1-S4 of ``frame_range`` frames (one video has 5),
-    ``size`` = (width, height) pixels. ``workers`` processes render (default: one per CPU).
+    ``size`` = (width, height) pixels. ``like_gtea61`` replaces ``classes``,
+    ``videos_per_class`` and ``frame_range`` with the real dataset's shape
+    (:func:`gtea61_counts`, video lengths of median 34 frames). ``workers`` processes render
+    (default: one per CPU).
     """
     _check_args(classes, videos_per_class, size, frame_range)
     started = time.perf_counter()
     dataset_dir = Path(root) / "GTEA61"
     if dataset_dir.exists():
         raise DatasetError(f"{dataset_dir}: already exists; choose an empty destination")
-    names = choose_classes(classes)
+    try:
+        dataset_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise DatasetError(
+            f"{root}: cannot write the dataset there ({exc.strerror or exc}); choose another "
+            "destination"
+        ) from None
+    if like_gtea61:
+        names, counts = GTEA61_CLASSES, gtea61_counts(seed)
+        lengths: tuple[int, int] | None = None
+    else:
+        names = choose_classes(classes)
+        counts = {(u, n): videos_per_class for u in USERS for n in names}
+        lengths = frame_range
     width, height = size
-    specs = _specs(dataset_dir, names, videos_per_class, (width, height), seed, frame_range)
+    specs = _specs(dataset_dir, counts, (width, height), seed, lengths)
     frames = _render(specs, workers)
     hidden = _plant_hidden(dataset_dir, names)
     missing = tuple(spec.map_dir / "map0001.png" for spec in specs if spec.skip_first_map)
+    per_user = {user: sum(c for (u, _), c in counts.items() if u == user) for user in USERS}
     return SynthSummary(
         root=dataset_dir,
-        class_names=names,
+        class_names=tuple(names),
         users=USERS,
         videos=len(specs),
         frames=frames,
+        videos_per_user=per_user,
         missing_mmaps=missing,
         hidden_files=hidden,
         seconds=time.perf_counter() - started,

@@ -1,65 +1,28 @@
-"""Rendering of one synthetic GTEA61 video: RGB frames, warp flow and motion maps.
+"""Drawing one synthetic GTEA61 video: RGB frames, warp flow and motion maps, written as PNGs.
 
-The scene is a large coloured object on a low-contrast textured table seen by a shaking camera.
-The object (its colour, shape and stripes) says which object the class names; its trajectory
-says which action. The camera shake moves the whole RGB image, while the flow images hold the
-object's motion relative to the scene (the camera's motion removed, like the warp flow of the
-real data): ~128 with mild noise on the background, 128 + gain * displacement on the object.
+:mod:`data_pipeline._synth_scene` says what is where in every frame; this module rasterises it.
+The camera shakes, so the whole RGB image moves, while the flow images hold the motion of the
+moving parts relative to the scene (the camera's motion removed, like the warp flow of the real
+data): 128 with mild noise on still pixels, ``128 + gain * displacement`` on moving ones. Motion
+maps are binary masks of the moving parts (the object or utensil, the hand and the arm), as the
+real maps mark hands and manipulated objects.
 """
 
 from __future__ import annotations
 
-import colorsys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from data_pipeline._classes import object_of, objects_by_priority
+from data_pipeline._synth_scene import Look, Part, UserStyle, build_scene, play_backwards
 
-__all__ = ["Appearance", "VideoSpec", "appearance_of", "render_video"]
+__all__ = ["VideoSpec", "render_video"]
 
-SHAPES = ("disc", "square", "diamond", "triangle", "ring", "cross")
-_GOLDEN = 0.618033988749895
-# The first objects (those of small subsets) get colours far apart from each other and from the
-# grey-beige table; later ones take golden-ratio hues at alternating brightness.
-_PALETTE = (
-    (225, 30, 30),
-    (30, 70, 225),
-    (40, 185, 50),
-    (245, 225, 30),
-    (25, 25, 25),
-    (30, 215, 225),
-    (215, 40, 205),
-    (250, 250, 250),
-    (245, 135, 20),
-    (110, 40, 165),
-    (20, 95, 45),
-    (250, 150, 195),
-)
 _FLOW_GAIN = 6.4  # grey levels per pixel of motion at 256 px image height (dense_flow's bound 20)
+_NOISE = 2.5  # sensor noise, grey levels (standard deviation)
 _COMPRESS_LEVEL = 1  # fast: the synthetic frames are rewritten at will
-
-
-@dataclass(frozen=True)
-class Appearance:
-    colour: tuple[int, int, int]
-    shape: str
-    striped: bool
-
-
-def appearance_of(class_name: str) -> Appearance:
-    """Colour, shape and stripes of the class's object (the same for every action on it)."""
-    index = objects_by_priority().index(object_of(class_name))
-    if index < len(_PALETTE):
-        colour = _PALETTE[index]
-    else:
-        value = 0.95 if index % 2 else 0.6
-        red, green, blue = colorsys.hsv_to_rgb((index * _GOLDEN) % 1.0, 0.85, value)
-        colour = (round(red * 255), round(green * 255), round(blue * 255))
-    return Appearance(colour, SHAPES[index % len(SHAPES)], bool((index // len(SHAPES)) % 2))
 
 
 @dataclass(frozen=True)
@@ -71,109 +34,189 @@ class VideoSpec:
     flow_x_dir: Path
     flow_y_dir: Path
     n_frames: int
-    action: str
-    """Verb whose motion the object follows (``close`` plays ``open`` backwards)."""
-    appearance: Appearance
+    class_name: str
     draw: tuple[int, ...]
-    """Seed of the geometry; open/close twins share it."""
+    """Seed of the scene; an open/close pair shares it, and close plays it backwards."""
+    backwards: bool
     size: tuple[int, int]
-    table: tuple[int, int, int]
+    style: UserStyle
     skip_first_map: bool
 
 
 # ---------------------------------------------------------------------------------------------
-# Trajectories: t in [0, 1] -> centre and size factors. The centre is in fractions of the central
-# H x H square of the frame, which the evaluation centre crop keeps, as the real videos keep the
-# hands near the middle.
-
-_Path = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# Shapes and surfaces, in object coordinates: u across, w down, both about in [-1, 1].
 
 
-def _const(t: np.ndarray, value: float) -> np.ndarray:
-    return np.full_like(t, value)
+def _superellipse(u: np.ndarray, w: np.ndarray, power: float) -> np.ndarray:
+    return np.abs(u) ** power + np.abs(w) ** power <= 1
 
 
-def _open(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    # Vertical rise while growing: a horizontal flip leaves it unchanged, reversal does not.
-    y0, rise = rng.uniform(0.6, 0.7), rng.uniform(0.2, 0.28)
-    scale = 0.8 + rng.uniform(0.35, 0.5) * t
-    return _const(t, rng.uniform(0.35, 0.65)), y0 - rise * t, scale, scale
+def _bottle(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    half_width = np.clip(0.4 + 0.6 * (w + 0.5) / 0.3, 0.4, 1.0)
+    return (np.abs(u) <= half_width) & (np.abs(w) <= 1)
 
 
-def _take(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    start, sign = rng.uniform(0.2, 0.3), rng.choice((-1.0, 1.0))
-    x = 0.5 + sign * (start - 0.5) * (1 - 2 * t)
-    return x, _const(t, rng.uniform(0.4, 0.6)), _const(t, 1.0), _const(t, 1.0)
+def _cup(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    body = (np.abs(u + 0.12) <= 0.72 - 0.12 * (w + 1) / 2) & (np.abs(w) <= 1)
+    ring = ((u - 0.62) / 0.3) ** 2 + ((w + 0.1) / 0.45) ** 2
+    return body | ((ring <= 1) & (ring >= 0.35))
 
 
-def _put(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    x0, drift = rng.uniform(0.35, 0.65), rng.choice((-1.0, 1.0)) * rng.uniform(0.1, 0.15)
-    ease = 1 - (1 - t) ** 2
-    return x0 + drift * ease, 0.22 + 0.4 * ease, _const(t, 1.0), _const(t, 1.0)
+def _spoon(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    handle = (np.abs(w) <= 0.3) & (u >= -1) & (u <= 0.4)
+    return handle | (((u - 0.68) / 0.32) ** 2 + w**2 <= 1)
 
 
-def _pour(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    x0, y0 = rng.uniform(0.3, 0.4), rng.uniform(0.55, 0.65)
-    return x0 + 0.3 * t, y0 - 0.3 * np.sin(np.pi * t), _const(t, 1.0), 1.0 - 0.25 * t
+def _sausage(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    core = (np.abs(u) <= 0.75) & (np.abs(w) <= 1)
+    return core | (((np.abs(u) - 0.75) / 0.25) ** 2 + w**2 <= 1)
 
 
-def _scoop(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    x0, y0 = rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.4)
-    return x0 + 0.08 * t, y0 + 0.3 * np.sin(np.pi * t), _const(t, 1.0), _const(t, 1.0)
+def _inside(shape: str, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    if shape == "jar":
+        return _superellipse(u, w, 4)
+    if shape in ("can", "box", "lid"):
+        return _superellipse(u, w, 8)
+    if shape == "bottle":
+        return _bottle(u, w)
+    if shape == "loaf":
+        return _superellipse(u, w, 2.5)
+    if shape == "wedge":
+        return (np.abs(w) <= 1) & (np.abs(u) <= (w + 1) / 2)
+    if shape == "sausage":
+        return _sausage(u, w)
+    if shape == "cup":
+        return _cup(u, w)
+    if shape == "spoon":
+        return _spoon(u, w)
+    return u**2 + w**2 <= 1  # hand
 
 
-def _shake(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    cycles, phase = rng.uniform(2.5, 3.5), rng.uniform(0, 2 * np.pi)
-    y = rng.uniform(0.45, 0.55) + 0.1 * np.sin(2 * np.pi * cycles * t + phase)
-    return _const(t, rng.uniform(0.4, 0.6)), y, _const(t, 1.0), _const(t, 1.0)
+def _surface(look: Look, u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: brightness factor and whether the accent colour shows."""
+    shade = 0.78 + 0.22 * np.clip(1 - (u**2 + w**2) / 2, 0, 1)
+    if look.shape in ("jar", "can", "box", "bottle"):
+        shade = np.where(w < -0.8, shade * 0.72, shade)  # the top, darker under its lid
+    if look.pattern == "label":
+        accent = (w >= -0.2) & (w <= 0.35) & (np.abs(u) <= 0.82)
+    elif look.pattern == "stripes":
+        accent = np.floor((u + 2) * 2.5) % 2 == 0
+    elif look.pattern == "crust":
+        accent = np.abs(u) ** 2.5 + np.abs(w) ** 2.5 > 0.62
+    elif look.pattern == "dots":
+        accent = ((u * 3.1) % 1 - 0.5) ** 2 + ((w * 2.7) % 1 - 0.5) ** 2 < 0.06
+    else:
+        accent = np.zeros(u.shape, dtype=bool)
+    return shade, accent
 
 
-def _stir(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    turns, phase, radius = rng.uniform(1.0, 1.5), rng.uniform(0, 2 * np.pi), 0.18
-    angle = 2 * np.pi * turns * t + phase
-    x = 0.5 + radius * np.cos(angle)
-    return x, 0.5 + radius * np.sin(angle), _const(t, 0.9), _const(t, 0.9)
+# ---------------------------------------------------------------------------------------------
+# Frames.
 
 
-def _spread(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    phase = rng.uniform(0, 2 * np.pi)
-    x = rng.uniform(0.45, 0.55) + 0.2 * np.sin(3 * np.pi * t + phase)
-    return x, rng.uniform(0.45, 0.55) + 0.05 * t, _const(t, 1.0), _const(t, 0.8)
+@dataclass
+class _Canvas:
+    """One frame being drawn: float RGB, flow (x then y, in pixels), motion mask."""
+
+    rgb: np.ndarray
+    flow: np.ndarray
+    mask: np.ndarray
+    offset: tuple[int, int]
+    """Camera offset: scene point (x, y) is at image pixel (x - ox, y - oy)."""
 
 
-def _fold(t: np.ndarray, rng: np.random.Generator) -> _Path:
-    x0, y0 = rng.uniform(0.4, 0.6), rng.uniform(0.45, 0.55)
-    return _const(t, x0), _const(t, y0), 1.0 + 0.3 * t, 1.0 - 0.6 * t
+def _box(canvas: _Canvas, xs: tuple[float, float], ys: tuple[float, float]) -> tuple[slice, slice]:
+    height, width = canvas.mask.shape
+    x0, x1 = max(0, int(np.floor(xs[0]))), min(width, int(np.ceil(xs[1])) + 1)
+    y0, y1 = max(0, int(np.floor(ys[0]))), min(height, int(np.ceil(ys[1])) + 1)
+    return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
 
-_TRAJECTORIES: dict[str, Callable[[np.ndarray, np.random.Generator], _Path]] = {
-    "open": _open,
-    "take": _take,
-    "put": _put,
-    "pour": _pour,
-    "scoop": _scoop,
-    "shake": _shake,
-    "stir": _stir,
-    "spread": _spread,
-    "fold": _fold,
-}
+def _draw_part(canvas: _Canvas, part: Part, k: int) -> None:
+    if part.anchor is not None:
+        _draw_arm(canvas, part, k)
+        return
+    cx, cy, sx, sy, angle = part.states[k]
+    half_w, half_h = part.half[0] * sx, part.half[1] * sy
+    if half_w < 0.5 or half_h < 0.5:
+        return
+    ox, oy = canvas.offset
+    reach = 1.05 * float(np.hypot(half_w, half_h))
+    rows, cols = _box(
+        canvas, (cx - ox - reach, cx - ox + reach), (cy - oy - reach, cy - oy + reach)
+    )
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        return
+    ys, xs = np.mgrid[rows, cols]
+    dx, dy = xs + ox - cx, ys + oy - cy  # scene offsets from the centre
+    cos, sin = np.cos(angle), np.sin(angle)
+    u, w = (cos * dx + sin * dy) / half_w, (-sin * dx + cos * dy) / half_h
+    inside = _inside(part.look.shape, u, w)
+    if not inside.any():
+        return
+    shade, accent = _surface(part.look, u, w)
+    colour = np.where(accent[..., None], part.look.accent, part.look.colour)
+    painted = colour * (shade * part.tint)[..., None]
+    canvas.rgb[rows, cols][inside] = painted[inside]
+    if part.moving:
+        nx, ny, nsx, nsy, nangle = part.states[k + 1]
+        ncos, nsin = np.cos(nangle), np.sin(nangle)
+        ou, ow = u * part.half[0] * nsx, w * part.half[1] * nsy
+        vx = nx + ncos * ou - nsin * ow - (xs + ox)
+        vy = ny + nsin * ou + ncos * ow - (ys + oy)
+        canvas.flow[0, rows, cols][inside] = vx[inside]
+        canvas.flow[1, rows, cols][inside] = vy[inside]
+        canvas.mask[rows, cols] |= inside
+    else:
+        canvas.flow[:, rows, cols][:, inside] = 0.0
 
 
-def _states(spec: VideoSpec, rng: np.random.Generator) -> np.ndarray:
-    """Per-frame object centre and half sizes in scene pixels: ``(N + 1, 4)`` = cx, cy, sx, sy.
+def _draw_arm(canvas: _Canvas, part: Part, k: int) -> None:
+    """A capsule from the hand's centre to the elbow; its motion fades towards the elbow."""
+    assert part.anchor is not None
+    ox, oy = canvas.offset
+    start = part.states[k, :2] - (ox, oy)
+    end = np.asarray(part.anchor) - (ox, oy)
+    radius = part.half[0]
+    rows, cols = _box(
+        canvas,
+        (min(start[0], end[0]) - radius, max(start[0], end[0]) + radius),
+        (min(start[1], end[1]) - radius, max(start[1], end[1]) + radius),
+    )
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        return
+    ys, xs = np.mgrid[rows, cols]
+    segment = end - start
+    along = np.clip(
+        ((xs - start[0]) * segment[0] + (ys - start[1]) * segment[1]) / (segment @ segment or 1.0),
+        0,
+        1,
+    )
+    distance = np.hypot(xs - start[0] - along * segment[0], ys - start[1] - along * segment[1])
+    inside = distance <= radius
+    if not inside.any():
+        return
+    shade = (0.82 + 0.18 * (1 - distance / radius)) * part.tint
+    canvas.rgb[rows, cols][inside] = (np.asarray(part.look.colour) * shade[..., None])[inside]
+    velocity = part.states[k + 1, :2] - part.states[k, :2]
+    canvas.flow[0, rows, cols][inside] = (velocity[0] * (1 - along))[inside]
+    canvas.flow[1, rows, cols][inside] = (velocity[1] * (1 - along))[inside]
+    canvas.mask[rows, cols] |= inside
 
-    Row N extrapolates one frame past the end, so the last frame has a flow too.
-    """
-    width, height = spec.size
-    t = np.linspace(0.0, 1.0, spec.n_frames)
-    trajectory = _TRAJECTORIES["open" if spec.action == "close" else spec.action]
-    x, y, sx, sy = trajectory(t, rng)
-    radius = height / 8  # the object is about a quarter of the frame high
-    left = (width - height) / 2
-    states = np.stack([left + x * height, y * height, sx * radius, sy * radius], axis=1)
-    if spec.action == "close":
-        states = states[::-1]
-    return np.concatenate([states, 2 * states[-1:] - states[-2:-1]])
+
+def _table(size: tuple[int, int], style: UserStyle, rng: np.random.Generator) -> np.ndarray:
+    """The user's table, a little larger than the frame (the camera shakes over it)."""
+    width, height = size
+    coarse = Image.fromarray((rng.random((6, 10)) * 255).astype(np.uint8))
+    blotches = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=float)
+    shade = (blotches / 255 - 0.5) * 26 + rng.normal(0.0, 3.0, size=(height, width))
+    if style.grain == "planks":
+        rows = np.arange(height)[:, None] / height
+        phase = rng.uniform(0, 2 * np.pi)
+        shade += 10 * np.sin(2 * np.pi * 5 * rows + phase) + 6 * np.sin(
+            2 * np.pi * (np.arange(width)[None, :] / width * 1.5 + 9 * rows) + phase
+        )
+    return np.asarray(style.table, dtype=float) + shade[..., None]
 
 
 def _camera(n_frames: int, margin: int, rng: np.random.Generator) -> np.ndarray:
@@ -182,123 +225,82 @@ def _camera(n_frames: int, margin: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(np.cumsum(steps, axis=0)), -margin, margin).astype(int)
 
 
-def _table(
-    size: tuple[int, int], colour: tuple[int, int, int], rng: np.random.Generator
-) -> np.ndarray:
-    """Low-contrast texture: smooth blotches plus fine grain, uint8 ``(H, W, 3)``."""
-    width, height = size
-    coarse = Image.fromarray((rng.random((6, 10)) * 255).astype(np.uint8))
-    blotches = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=float)
-    grain = rng.integers(-5, 6, size=(height, width))
-    shade = (blotches / 255 - 0.5) * 30 + grain
-    return np.clip(np.asarray(colour, dtype=float) + shade[..., None], 0, 255).astype(np.uint8)
-
-
-def _shape_mask(shape: str, u: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Inside test in object coordinates (u, w in about [-1, 1], w pointing down)."""
-    if shape == "disc":
-        return u**2 + w**2 <= 1
-    if shape == "square":
-        return np.maximum(np.abs(u), np.abs(w)) <= 0.85
-    if shape == "diamond":
-        return np.abs(u) + np.abs(w) <= 1.1
-    if shape == "triangle":
-        return (w <= 0.9) & (np.abs(u) <= (w + 1) * 0.55)
-    if shape == "ring":
-        return (u**2 + w**2 <= 1) & (u**2 + w**2 >= 0.3)
-    return ((np.abs(u) <= 0.35) & (np.abs(w) <= 1)) | ((np.abs(w) <= 0.35) & (np.abs(u) <= 1))
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames.
-
-
 @dataclass(frozen=True)
 class _Frame:
     rgb: np.ndarray
-    """uint8 ``(H, W, 3)``."""
     mask: np.ndarray
-    """uint8 ``(H, W)``, 0 or 255."""
     flow_x: np.ndarray
     flow_y: np.ndarray
 
 
-class _Scene:
-    """Renders the frames of one video from its per-frame states and camera offsets."""
+class _Film:
+    """Draws the frames of one video from its scene, table, camera path and lighting."""
 
-    def __init__(self, spec: VideoSpec, table: np.ndarray, margin: int) -> None:
-        self.spec, self.table, self.margin = spec, table, margin
-        self.gain = _FLOW_GAIN * 256 / spec.size[1]
+    def __init__(self, spec: VideoSpec) -> None:
+        width, height = spec.size
+        geometry = np.random.default_rng(list(spec.draw))
+        scene = build_scene(spec.class_name, spec.n_frames, spec.size, spec.style, geometry)
+        self.margin = max(1, round(spec.style.shake * height))
+        self.camera = _camera(spec.n_frames, self.margin, geometry)
+        self.table = _table(
+            (width + 2 * self.margin, height + 2 * self.margin), spec.style, geometry
+        )
+        if spec.backwards:
+            scene, self.camera = play_backwards(scene), self.camera[::-1]
+        self.scene, self.spec = scene, spec
+        self.gain = _FLOW_GAIN * 256 / height
+        self.light = np.asarray(spec.style.light)
 
-    def frame(
-        self, state: np.ndarray, after: np.ndarray, offset: np.ndarray, noise: np.random.Generator
-    ) -> _Frame:
+    def frame(self, k: int) -> _Frame:
+        """Frame ``k`` (0-based) of the video."""
         width, height = self.spec.size
-        ox, oy = int(offset[0]), int(offset[1])
+        ox, oy = (int(v) for v in self.camera[k])
         top, left = self.margin + oy, self.margin + ox
-        rgb = self.table[top : top + height, left : left + width].copy()
-        # Mild noise: 127 or 129 on a quarter of the pixels, 128 elsewhere.
-        draws = noise.integers(0, 8, size=(2, height, width), dtype=np.uint8)
-        flow = 128 + (draws == 7).astype(np.int16) - (draws == 0)  # (2, H, W): x then y
-        mask = np.zeros((height, width), dtype=bool)
-        cx, cy, sx, sy = state
-        # The object in image coordinates: the camera moved by (ox, oy).
-        x0, x1 = max(0, int(cx - ox - 1.2 * sx)), min(width, int(cx - ox + 1.2 * sx) + 2)
-        y0, y1 = max(0, int(cy - oy - 1.2 * sy)), min(height, int(cy - oy + 1.2 * sy) + 2)
-        if x0 < x1 and y0 < y1:
-            ys, xs = np.mgrid[y0:y1, x0:x1]
-            u, w = (xs - (cx - ox)) / sx, (ys - (cy - oy)) / sy
-            inside = _shape_mask(self.spec.appearance.shape, u, w)
-            mask[y0:y1, x0:x1] = inside
-            rgb[y0:y1, x0:x1][inside] = self._paint(u, w)[inside]
-            # Warp flow: the object's own motion in the scene, camera motion removed.
-            nx, ny, nsx, nsy = after
-            vx, vy = (nx - cx) + u * (nsx - sx), (ny - cy) + w * (nsy - sy)
-            flow[0, y0:y1, x0:x1][inside] = np.round(128 + self.gain * vx[inside]).clip(0, 255)
-            flow[1, y0:y1, x0:x1][inside] = np.round(128 + self.gain * vy[inside]).clip(0, 255)
-        flow = flow.astype(np.uint8)
-        return _Frame(rgb, mask.astype(np.uint8) * 255, flow[0], flow[1])
+        canvas = _Canvas(
+            rgb=self.table[top : top + height, left : left + width].copy(),
+            flow=np.zeros((2, height, width)),
+            mask=np.zeros((height, width), dtype=bool),
+            offset=(ox, oy),
+        )
+        for part in self.scene.parts:
+            _draw_part(canvas, part, k)
+        # Sensor noise is drawn per frame of the forward video: a backwards video holds the
+        # very same RGB frames in reverse order.
+        forward = self.spec.n_frames - 1 - k if self.spec.backwards else k
+        noise = np.random.default_rng([*self.spec.draw, 2, forward])
+        rgb = canvas.rgb * self.light + noise.normal(0.0, _NOISE, size=canvas.rgb.shape)
+        flow = self._flow(canvas, noise)
+        return _Frame(
+            np.clip(np.round(rgb), 0, 255).astype(np.uint8),
+            canvas.mask.astype(np.uint8) * 255,
+            flow[0],
+            flow[1],
+        )
 
-    def _paint(self, u: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Object colour with a soft radial shade and optional stripes: uint8 ``(h, w, 3)``."""
-        shade = 0.8 + 0.2 * np.clip(1 - (u**2 + w**2) / 2, 0, 1)
-        if self.spec.appearance.striped:
-            shade = shade * np.where(np.floor((u + 2) * 2.5) % 2 == 0, 1.0, 0.6)
-        colour = np.asarray(self.spec.appearance.colour, dtype=float)
-        return np.clip(colour * shade[..., None], 0, 255).astype(np.uint8)
+    def _flow(self, canvas: _Canvas, noise: np.random.Generator) -> np.ndarray:
+        # Mild noise on still pixels: 127 or 129 on a quarter of them, 128 elsewhere.
+        draws = noise.integers(0, 8, size=canvas.flow.shape, dtype=np.uint8)
+        still = 128 + (draws == 7).astype(np.int16) - (draws == 0)
+        moving = np.round(128 + self.gain * canvas.flow).clip(0, 255)
+        flow = np.where(canvas.mask[None], moving, still)
+        return flow.astype(np.uint8)
 
 
 def render_video(spec: VideoSpec) -> int:
-    """Write every file of one video; return its frame count.
-
-    Geometry (trajectory, camera, table) comes from ``spec.draw``, so a ``close`` video is the
-    frame-by-frame reversal of the ``open`` video with the same draw.
-    """
-    width, height = spec.size
-    geometry = np.random.default_rng(list(spec.draw))
-    states = _states(spec, geometry)
-    margin = max(1, round(0.015 * width))
-    camera = _camera(spec.n_frames, margin, geometry)
-    table = _table((width + 2 * margin, height + 2 * margin), spec.table, geometry)
-    if spec.action == "close":
-        camera = camera[::-1]
-    noise = np.random.default_rng([*spec.draw, 1 if spec.action == "close" else 0])
-    scene = _Scene(spec, table, margin)
+    """Write every file of one video; return its frame count."""
+    film = _Film(spec)
     for folder in (spec.rgb_dir, spec.map_dir, spec.flow_x_dir, spec.flow_y_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    for k in range(1, spec.n_frames + 1):
-        frame = scene.frame(states[k - 1], states[k], camera[k - 1], noise)
-        Image.fromarray(frame.rgb).save(
-            spec.rgb_dir / f"rgb{k:04d}.png", compress_level=_COMPRESS_LEVEL
-        )
-        if not (k == 1 and spec.skip_first_map):
-            Image.fromarray(frame.mask).save(
-                spec.map_dir / f"map{k:04d}.png", compress_level=_COMPRESS_LEVEL
-            )
-        Image.fromarray(frame.flow_x).save(
-            spec.flow_x_dir / f"flow_x_{k:05d}.png", compress_level=_COMPRESS_LEVEL
-        )
-        Image.fromarray(frame.flow_y).save(
-            spec.flow_y_dir / f"flow_y_{k:05d}.png", compress_level=_COMPRESS_LEVEL
-        )
+    for k in range(spec.n_frames):
+        frame = film.frame(k)
+        number = k + 1
+        _save(frame.rgb, spec.rgb_dir / f"rgb{number:04d}.png")
+        if not (number == 1 and spec.skip_first_map):
+            _save(frame.mask, spec.map_dir / f"map{number:04d}.png")
+        _save(frame.flow_x, spec.flow_x_dir / f"flow_x_{number:05d}.png")
+        _save(frame.flow_y, spec.flow_y_dir / f"flow_y_{number:05d}.png")
     return spec.n_frames
+
+
+def _save(pixels: np.ndarray, path: Path) -> None:
+    Image.fromarray(pixels).save(path, compress_level=_COMPRESS_LEVEL)

@@ -33,6 +33,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _ray_auth_mode_stays_put() -> Iterator[None]:
+    """Connecting to an address turns ``RAY_AUTH_MODE=token`` on in this process when a token
+    file exists (as a user's shell would). Undone after each test: a local Ray started later in
+    the suite would otherwise start its GCS with tokens that this process's Ray does not send."""
+    before = os.environ.get("RAY_AUTH_MODE")
+    yield
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
+
+
 @pytest.fixture(scope="session")
 def local_ray() -> None:
     """The suite's one local Ray: 2 CPUs, no GPU, no dashboard, quiet workers.

@@ -13,6 +13,10 @@ state every epoch would be most of a trial's wall time. So:
   background thread waits for the copy, serialises and writes it atomically. At most one write
   is in flight: the next checkpoint waits for it. A failed write is raised in the training loop
   at its next checkpoint or at the end of the run, never lost.
+* **Branch states.** A trial that other trials of a grid branch from (:mod:`tuner.sharing`)
+  also writes, before it reports the epoch, the complete state after that epoch with its best
+  weights and the rows it reported so far: ``branch-eNNNNN.pt``, never pruned while the search
+  runs.
 * **Only what training changes.** The resume state holds the entries of the current stage
   (:mod:`tuner._state`) and no best weights; the best weights are a separate, weights-only file
   written when they changed since the last checkpoint. At the end of the run, ``best.pt`` holds
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -47,17 +52,24 @@ from tuner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 __all__ = [
     "AUTO",
     "AUTO_SHARE",
+    "CHECKPOINTS_DIR",
     "FINAL_BEST",
     "KEEP_STATES",
+    "POINTER_FILE",
     "CheckpointFolder",
     "CheckpointPolicy",
     "HostSnapshot",
     "RunCheckpoints",
     "SavedCheckpoint",
     "auto_every",
+    "read_pointer",
     "resume_run",
 ]
 
+CHECKPOINTS_DIR = "checkpoints"
+"""Folder of the trials' checkpoint files, in the experiment folder."""
+POINTER_FILE = "pointer.json"
+"""What a Ray Tune checkpoint of a trial holds: the names of its files (``SavedCheckpoint``)."""
 AUTO = "auto"
 AUTO_SHARE = 0.05
 """Share of the training time the ``auto`` policy lets checkpointing take."""
@@ -66,6 +78,7 @@ KEEP_STATES = 3
 FINAL_BEST = "best.pt"
 _MAX_EVERY = 10_000
 _STATE = re.compile(r"state-e(\d{5,})\.pt$")
+_BRANCH = "branch-e{epoch:05d}.pt"
 _INDEX = "index.json"
 """Resume states kept in a folder and the best file each refers to."""
 
@@ -172,6 +185,10 @@ class CheckpointFolder:
 
     def path(self, name: str) -> Path:
         return self.folder / name
+
+    def branch_path(self, epoch: int) -> Path:
+        """The branch state after ``epoch`` (see the module docstring)."""
+        return self.path(_BRANCH.format(epoch=epoch))
 
     def record(self, state: str, best: str | None, keep: int = KEEP_STATES) -> None:
         """Note that ``state`` (referring to ``best``) is complete, then delete all but the
@@ -289,6 +306,15 @@ class _Writer:
             raise CheckpointError(f"writing a checkpoint failed: {error}") from error
 
 
+def read_pointer(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``pointer.json`` of a Tune checkpoint folder, or ``None`` when it has none."""
+    path = Path(folder) / POINTER_FILE
+    if not path.is_file():
+        return None
+    pointer: dict[str, Any] = json.loads(path.read_text())
+    return pointer
+
+
 def resume_run(trainer: Any, checkpoints: RunCheckpoints, state_path: Path) -> None:
     """Load the resume state ``state_path`` (and the best weights it refers to) into the trainer
     that ``checkpoints`` writes for."""
@@ -297,6 +323,7 @@ def resume_run(trainer: Any, checkpoints: RunCheckpoints, state_path: Path) -> N
     best = load_checkpoint(checkpoints.folder.path(best_file))["model"] if best_file else None
     trainer.load_state_dict(state, best_model=best)
     checkpoints.restore_best_file(best_file)
+    checkpoints.history[:] = state.get("history", [])
     checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
 
 
@@ -306,6 +333,8 @@ class RunCheckpoints:
     Call :meth:`after_epoch` after every epoch the trainer yields; it snapshots and starts a
     write when the policy says so, and returns the seconds the loop was blocked and the bytes the
     write will persist. :attr:`completed` lists writes that finished since it was last read.
+    :attr:`history` holds the rows the run reported (metrics without predictions); every state
+    carries it, so that a branch state holds the rows of all its epochs.
     """
 
     def __init__(self, trainer: Any, folder: CheckpointFolder, policy: CheckpointPolicy) -> None:
@@ -317,18 +346,22 @@ class RunCheckpoints:
         self._writer = _Writer()
         self._best_epoch_written: int | None = None
         self._best_file: str | None = None
+        self.history: list[dict[str, Any]] = []
 
     def restore_best_file(self, name: str | None) -> None:
         """After a resume: the best file the loaded state refers to is already on disk."""
         self._best_file = name
         self._best_epoch_written = self.trainer.best["epoch"] if name else None
 
-    def after_epoch(self, epoch_s: float, *, stage_end: bool, last: bool) -> tuple[float, int]:
-        """Checkpoint after the epoch the trainer just finished, if due."""
+    def after_epoch(
+        self, epoch_s: float, *, stage_end: bool, last: bool, now: bool = False
+    ) -> tuple[float, int]:
+        """Checkpoint after the epoch the trainer just finished, if due; ``now``: in any case,
+        and complete before this returns (a population search exploits that very state)."""
         self._writer.raise_if_failed()
         self._collect(epoch_s)
         epoch = self.trainer.global_epoch
-        if not self.policy.due(epoch, stage_end=stage_end, last=last):
+        if not now and not self.policy.due(epoch, stage_end=stage_end, last=last):
             return 0.0, 0
         start = time.perf_counter()
         waited = self._writer.wait()  # at most one write in flight
@@ -338,11 +371,21 @@ class RunCheckpoints:
         blocked = time.perf_counter() - start
         self.policy.taken(epoch, snapshot_s=blocked - waited)
         self._writer.start(job)
-        if last:
+        if last or now:
             blocked += self._writer.wait()
             self._writer.raise_if_failed()
             self._collect(epoch_s)
         return blocked, size
+
+    def save_branch(self) -> tuple[float, int]:
+        """Write the branch state after the trainer's current epoch now (blocking: a branch may
+        start from it as soon as the epoch is reported); returns seconds and bytes."""
+        start = time.perf_counter()
+        state = {**self.trainer.state_dict(), "history": list(self.history)}
+        path = self.folder.branch_path(self.trainer.global_epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = save_checkpoint(state, path).stat().st_size
+        return time.perf_counter() - start, size
 
     @property
     def completed(self) -> list[SavedCheckpoint]:
@@ -369,6 +412,7 @@ class RunCheckpoints:
             self._best_file = self.folder.best_name(best_epoch) if self.folder.versioned else None
             self._best_epoch_written = best_epoch
         state["best_file"] = self._best_file
+        state["history"] = list(self.history)
         full = host_copy(trainer.model.state_dict()) if final else None
         size = tensor_bytes(state) + tensor_bytes(best) + tensor_bytes(full)
         best_name, folder = self._best_file, self.folder

@@ -59,7 +59,13 @@ def connect(
         return RaySession(context.gcs_address, _dashboard_url(None), started_here=False)
     if address is not None:
         use_token_when_available()
-    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    # Workers log at WARNING too: Tune's INFO line per checkpoint ("Checkpoint successfully
+    # created at ...") would otherwise reach the console once per epoch and trial.
+    kwargs: dict[str, Any] = {
+        "logging_level": "WARNING",
+        "log_to_driver": True,
+        "logging_config": ray.LoggingConfig(log_level="WARNING"),
+    }
     if address is None:
         kwargs.update(
             num_cpus=num_cpus,

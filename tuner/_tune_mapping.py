@@ -13,6 +13,7 @@ ray and optuna are imported inside the functions: importing this module stays ch
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,14 @@ __all__ = [
     "OPTUNA_DB",
     "POINT_KEY",
     "build_param_space",
+    "build_progress_reporter",
     "build_scheduler",
     "build_search_alg",
     "build_tune_config",
     "optuna_storage_url",
     "resolve_trial_config",
+    "trial_configs",
+    "trial_dirname",
     "trial_resources",
 ]
 
@@ -133,6 +137,10 @@ def build_param_space(
         param_space["seed"] = tune.grid_search(list(range(space.repeats)))
     for key, distribution in space.sample.items():
         param_space[key] = _domain(distribution, for_optuna)
+    if space.scheduler.population:
+        from tuner.population import POPULATION_KEY, population_config
+
+        param_space[POPULATION_KEY] = population_config(space)
     for prerequisite in space.trial_level_prerequisites() if checkpoints is not None else ():
         assert checkpoints is not None
         paths = checkpoints.get(prerequisite.name)
@@ -144,6 +152,24 @@ def build_param_space(
             lookup = _ProvidedPath(space.points, prerequisite.match, paths, space.folds)
             param_space[prerequisite.provides] = tune.sample_from(lookup)
     return param_space
+
+
+def trial_configs(
+    space: SearchSpace, checkpoints: Mapping[str, Mapping[MatchValues, str]]
+) -> list[dict[str, Any]]:
+    """Every trial's configuration of a search without sampled keys, in search order (that of
+    :meth:`SearchSpace.expand`, once per sample): the trials a prefix-sharing search hands out."""
+    configs = []
+    for cell in space.expand() * space.scheduler.num_samples:
+        config = dict(cell)
+        for prerequisite in space.trial_level_prerequisites():
+            paths = checkpoints.get(prerequisite.name)
+            if paths is None:
+                raise EgotuneError(f"prerequisite {prerequisite.name}: no checkpoint given")
+            match = tuple((k, _hashable(cell[k])) for k in prerequisite.match)
+            config[prerequisite.provides] = paths[match]
+        configs.append(config)
+    return configs
 
 
 def resolve_trial_config(tune_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,9 +199,14 @@ def trial_resources(space: SearchSpace) -> dict[str, float]:
     return {"cpu": space.resources.cpus, "gpu": space.resources.gpus}
 
 
-def build_scheduler(space: SearchSpace) -> Any:
-    """ASHA on the reported ``epoch`` for asha algorithms; ``None`` (FIFO) otherwise."""
+def build_scheduler(space: SearchSpace, experiment_dir: str | Path | None = None) -> Any:
+    """ASHA on the reported ``epoch`` for asha algorithms, PBT/PB2 (recording their exploits
+    in ``experiment_dir``) for population ones; ``None`` (FIFO) otherwise."""
     settings = space.scheduler
+    if settings.population:
+        from tuner._population_schedulers import build_population_scheduler
+
+        return build_population_scheduler(space, experiment_dir)
     if not settings.uses_asha:
         return None
     from ray.tune.schedulers import ASHAScheduler
@@ -259,11 +290,56 @@ def build_tune_config(space: SearchSpace, experiment_dir: str | Path) -> Any:
     from ray import tune
 
     settings = space.scheduler
-    carried = settings.uses_asha or settings.uses_optuna
+    carried = settings.uses_asha or settings.uses_optuna or settings.population
     return tune.TuneConfig(
         metric=None if carried else settings.metric,
         mode=None if carried else settings.mode,
         search_alg=build_search_alg(space, experiment_dir),
-        scheduler=build_scheduler(space),
+        scheduler=build_scheduler(space, experiment_dir),
         num_samples=settings.num_samples,
+        trial_dirname_creator=trial_dirname,
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's folder of a trial: ``<trainable>_<trial id>``. Tune's default appends every
+    value a searcher suggests (all keys, for Optuna and the prefix-sharing searcher), cut at
+    an arbitrary length; the values are in the trials table."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+REPORT_EVERY_S = 20
+"""Seconds between two tables of the live console (and one when the search ends)."""
+
+
+def build_progress_reporter(space: SearchSpace | None, *, every_s: float = REPORT_EVERY_S) -> Any:
+    """Tune's ``CLIReporter`` for the live console of a search of ``space`` (``None``: a single
+    run, such as a prerequisite, optimising ``val_acc``).
+
+    One table every ``every_s`` seconds: the varying hyperparameters, the epoch, the optimised
+    metric, the best validation accuracy so far and the training loss, best trials first, under
+    Tune's line naming the current best trial (and, with ASHA, the rung cut-offs). The reporter
+    belongs to Tune's classic console, which this selects (``RAY_AIR_NEW_OUTPUT=0``, Tune's own
+    switch) unless the environment chose one already; Tune's newer console infers its columns
+    and ignores a reporter.
+    """
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    metric, mode = (space.scheduler.metric, space.scheduler.mode) if space else ("val_acc", "max")
+    columns = {"epoch": "epoch", metric: metric, "best_val_acc": "best_val_acc"}
+    columns.setdefault("train_loss", "train_loss")
+    # Rank by the best accuracy so far rather than the last epoch's. Grid and random searches
+    # give Tune the metric themselves (build_tune_config), which ranks by it: Tune refuses it
+    # twice, so the reporter then takes Tune's.
+    carried = space is None or space.scheduler.uses_asha or space.scheduler.uses_optuna
+    ranked = "best_val_acc" if metric == "val_acc" else metric
+    return tune.CLIReporter(
+        metric_columns=columns,
+        parameter_columns=space.varying_keys if space else ["model", "stage"],
+        max_report_frequency=int(every_s),
+        max_column_length=14,
+        metric=ranked if carried else None,
+        mode=mode if carried else None,
+        sort_by_metric=True,
     )

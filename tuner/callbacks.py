@@ -288,11 +288,11 @@ class ParquetResultsCallback(Callback):
         return {**values, "seed": values.get("seed")}
 
     def _record_start(self, trial: Trial) -> None:
+        # the hyperparameters too: a population search changes them when a trial continues
+        # from another's state, and the table shows the values the trial runs with now
         _, table = self._open()
         values = {"status": "RUNNING", "num_failures": trial.num_failures}
-        if trial.trial_id not in table:
-            values = {**self._hyperparameters(trial), **values}
-        table.update(trial.trial_id, values)
+        table.update(trial.trial_id, {**self._hyperparameters(trial), **values})
 
     def _update_summary(self, trial: Trial, row: Mapping[str, Any], result: Mapping) -> None:
         _, table = self._open()

@@ -32,6 +32,8 @@ from tuner.recipes import recipe_for
 
 __all__ = [
     "MODEL_NAMES",
+    "RUNTIME_KEYS",
+    "SCHEDULE_KEYS",
     "AuxWeights",
     "StageSettings",
     "TrainConfig",
@@ -41,6 +43,14 @@ __all__ = [
     "report_defaults",
     "yaml_error_text",
 ]
+
+RUNTIME_KEYS = frozenset(
+    {"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir", "checkpoint_every"}
+)
+"""Keys that change how a run executes but not what it computes: a resume may change them."""
+SCHEDULE_KEYS = ("optimizer", "lr", "weight_decay", "epochs", "milestones", "gamma")
+"""Keys of a stage's optimisation settings (:class:`StageSettings`): top-level for the last stage,
+``stage1.<key>`` for stage 1 of ``stage: both``."""
 
 
 @dataclass(frozen=True)

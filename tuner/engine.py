@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from tuner._state import (
     merge_best_weights,
 )
 from tuner.checkpoint import CheckpointError, capture_rng_state, restore_rng_state
-from tuner.config import StageSettings, TrainConfig
+from tuner.config import RUNTIME_KEYS, SCHEDULE_KEYS, StageSettings, TrainConfig, flatten_config
 from tuner.errors import EgotuneError
 from tuner.recipes import Recipe, build_model, recipe_for
 
@@ -69,12 +69,6 @@ __all__ = [
     "merge_best_weights",
     "resolve_device",
 ]
-
-
-# Settings that change how a run executes but not what it computes; a resume may change them.
-_RUNTIME_KEYS = frozenset(
-    {"device", "num_workers", "pin_memory", "frame_store", "frame_store_dir", "checkpoint_every"}
-)
 
 
 class EpochSampler(Sampler[int]):
@@ -220,12 +214,54 @@ class Trainer:
         check_frozen_source(state.get("frozen_source"), self.frozen_source)
         self.stage_index = int(state["stage_index"])
         self._enter_stage(self.stage)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._load_progress(state, best_model)
+
+    def continue_from(
+        self,
+        state: dict[str, Any],
+        best_model: dict[str, Tensor] | None = None,
+        *,
+        differing: Iterable[str] = SCHEDULE_KEYS,
+    ) -> None:
+        """Continue from the state of a run of another configuration, with this one's settings.
+
+        The run that wrote ``state`` may differ from this one only in the keys ``differing``
+        names (flat, e.g. ``lr`` or ``stage1.gamma``; a name also covers its ``stage1.``
+        variant): a shared prefix of a grid (its epochs so far are this run's epochs) or a
+        population-based exploit. Weights, optimiser moments, the best record, the RNG and the
+        data order come from ``state``; the learning rate, weight decay and schedule are this
+        configuration's own, as if it had run those epochs itself: its scheduler is stepped
+        once per epoch of the stage so far and the optimiser keeps its own group settings.
+        """
+        allowed = {*differing, *(f"stage1.{key}" for key in differing)}
+        _check_compatible(self.config, self.classes, state, allowed=allowed)
+        check_frozen_source(state.get("frozen_source"), self.frozen_source)
+        self.stage_index = int(state["stage_index"])
+        self._enter_stage(self.stage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stepping before any optimiser step is the point
+            for _ in range(int(state["stage_epoch"])):
+                self.scheduler.step()
+        saved = state["optimizer"]
+        own = self.optimizer.state_dict()["param_groups"]
+        if len(own) != len(saved["param_groups"]):
+            raise CheckpointError("checkpoint has other optimiser groups; it is another model")
+        groups = [
+            {**theirs, **{k: v for k, v in mine.items() if k != "params"}}
+            for mine, theirs in zip(own, saved["param_groups"], strict=True)
+        ]
+        self.optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
+        self._load_progress(state, best_model)
+
+    def _load_progress(self, state: dict[str, Any], best_model: dict[str, Tensor] | None) -> None:
+        """Weights, epoch counters, best record and RNG of ``state`` (after its stage's
+        optimiser and scheduler are in place)."""
         missing = sorted(set(self._changing) - set(state["model"]))
         if missing:
             raise CheckpointError(f"checkpoint lacks trained weights ({', '.join(missing[:3])})")
         self.model.load_state_dict(state["model"], strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.stage_epoch = int(state["stage_epoch"])
         self.global_epoch = int(state["epoch"])
         self.best = dict(state["best"])
@@ -445,15 +481,22 @@ def _wants_bn_calibration(cfg: TrainConfig) -> bool:
     return cfg.weights.lower() == "none" and not starts_trained
 
 
-def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, Any]) -> None:
+def _check_compatible(
+    config: TrainConfig,
+    classes: list[str],
+    state: dict[str, Any],
+    allowed: Collection[str] = (),
+) -> None:
     saved = state.get("config")
     if not isinstance(saved, dict):
         raise CheckpointError("checkpoint has no configuration; it was not written by egotune")
-    current = config.to_dict()
+    theirs, current = flatten_config(saved), flatten_config(config.to_dict())
     differing = sorted(
         key
-        for key in set(saved) | set(current)
-        if key not in _RUNTIME_KEYS and saved.get(key) != current.get(key)
+        for key in set(theirs) | set(current)
+        if key not in RUNTIME_KEYS
+        and key not in allowed
+        and _plain(theirs.get(key)) != _plain(current.get(key))
     )
     if differing:
         raise CheckpointError(
@@ -462,6 +505,14 @@ def _check_compatible(config: TrainConfig, classes: list[str], state: dict[str, 
         )
     if list(state.get("classes", [])) != classes:
         raise CheckpointError("checkpoint was written for another dataset (class list differs)")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _to_device(state: dict[str, Tensor] | None, device: torch.device) -> dict[str, Tensor] | None:

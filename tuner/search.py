@@ -41,13 +41,17 @@ from tuner._atomic import write_json_atomic
 from tuner._ray_session import check_trial_resources, connect
 from tuner._tune_mapping import (
     build_param_space,
+    build_progress_reporter,
     build_tune_config,
     resolve_trial_config,
+    trial_configs,
     trial_resources,
 )
 from tuner.config import TrainConfig, flatten_config
 from tuner.errors import EgotuneError, UsageError
+from tuner.preflight import require_imagenet_weights
 from tuner.results import STORAGE_ENV, write_experiment_metadata
+from tuner.sharing import SharingPlan, plan_sharing
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
 from tuner.trainable import CHECKPOINTS_DIR, read_pointer, train_trial
 
@@ -140,6 +144,7 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     experiment_dir = storage / name
     _check_experiment_dir(experiment_dir, resume=options.resume)
     index = _load_index(options.data, storage, space)
+    _check_imagenet_weights(space, options)
     session = connect(options.address, num_cpus=options.num_cpus)
     if session.dashboard_url:
         print(f"Ray dashboard: {session.dashboard_url}", flush=True)
@@ -157,7 +162,10 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
         dataset_fingerprint=fingerprint,
         argv=list(options.argv),
     )
-    tuner = _make_tuner(space, index, experiment_dir, checkpoints, options)
+    sharing = _sharing(space, checkpoints)
+    if sharing is not None:
+        print(f"prefix sharing: {sharing[1].summary()}", flush=True)
+    tuner = _make_tuner(space, index, experiment_dir, checkpoints, options, sharing)
     results = tuner.fit()
     return SearchOutcome(
         name=name,
@@ -169,6 +177,16 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
 
 
 # -- pre-flight ---------------------------------------------------------------------------------
+
+
+def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
+    """A local search fetches (or finds) the ImageNet weights its trials ask for before Ray
+    starts, so that a missing file is one line rather than every trial failing inside Ray; a
+    cluster's nodes have their own cache, so nothing is checked there."""
+    if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
+        return
+    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
+    require_imagenet_weights([*space.expand(), *prerequisites])
 
 
 def _refuse_uri_storage(storage: Path) -> None:
@@ -350,6 +368,7 @@ def _train_prerequisite(
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
                 checkpoint_config=_checkpoint_config(),
                 verbose=options.verbose,
+                progress_reporter=build_progress_reporter(None),
             ),
         )
     result = tuner.fit()[0]
@@ -388,15 +407,29 @@ def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
     return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
 
 
+def _sharing(
+    space: SearchSpace, checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]]
+) -> tuple[list[dict[str, Any]], SharingPlan] | None:
+    """The trials and their prefix-sharing plan, when the space shares some epochs."""
+    if space.sharing_plan() is None:
+        return None
+    configs = trial_configs(space, checkpoints)
+    plan = plan_sharing([TrainConfig.from_dict(resolve_trial_config(c)) for c in configs])
+    return (configs, plan) if plan.shares else None
+
+
 def _make_tuner(
     space: SearchSpace,
     index: DatasetIndex,
     experiment_dir: Path,
     checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
     options: SearchOptions,
+    sharing: tuple[list[dict[str, Any]], SharingPlan] | None = None,
 ) -> Any:
     from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
 
+    from tuner._prefix_searcher import PrefixSharingSearcher
     from tuner.callbacks import ParquetResultsCallback
 
     store = str(experiment_dir / CHECKPOINTS_DIR)
@@ -411,9 +444,25 @@ def _make_tuner(
     tune_config = dataclasses.replace(
         build_tune_config(space, experiment_dir), reuse_actors=options.reuse_actors
     )
+    param_space = build_param_space(space, checkpoints)
+    if sharing is not None:
+        configs, plan = sharing
+        # values every trial has stay in the param space: trial names show what varies
+        param_space = {
+            key: value
+            for key, value in configs[0].items()
+            if all(key in config and config[key] == value for config in configs)
+        }
+        varying = [{k: v for k, v in c.items() if k not in param_space} for c in configs]
+        searcher: Any = PrefixSharingSearcher(varying, plan, store)
+        if space.scheduler.max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.scheduler.max_concurrent)
+        tune_config = dataclasses.replace(
+            tune_config, search_alg=searcher, num_samples=len(configs)
+        )
     return tune.Tuner(
         trainable,
-        param_space=build_param_space(space, checkpoints),
+        param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
             name=experiment_dir.name,
@@ -422,6 +471,7 @@ def _make_tuner(
             checkpoint_config=_checkpoint_config(),
             callbacks=[callback],
             verbose=options.verbose,
+            progress_reporter=build_progress_reporter(space),
         ),
     )
 

@@ -15,6 +15,14 @@ trial from the newest one it registered. A trial restored from a pointer whose s
 (pruned, or an interrupted write) starts again from its first epoch, which replays the same
 metrics, and says so.
 
+Searches that reuse checkpoints: in a grid with prefix sharing (:mod:`tuner.sharing`) the
+trial's ``sharing.json`` (written by the searcher) names the epochs after which it saves a branch
+state and the branch states it may start from; a branch reports the shared epochs as they were
+computed (``computed_by``) and trains the rest. In a population search (``_population`` in the
+config) the trial checkpoints synchronously every perturbation interval, and a restore from
+another trial's pointer is an exploit: the donor's state with this trial's new hyperparameters
+(:meth:`tuner.engine.Trainer.continue_from`).
+
 Each epoch row carries where the loop's time went (``train_s``, ``data_wait_s``, ``val_s`` from
 the engine; ``checkpoint_s``: seconds the loop was blocked by checkpointing after this epoch;
 ``checkpoint_bytes``: bytes that checkpoint persists; ``report_s``: seconds the previous epoch's
@@ -43,17 +51,22 @@ import torch
 
 from data_pipeline import DatasetIndex
 from tuner._checkpoints import (
+    CHECKPOINTS_DIR,
+    POINTER_FILE,
     CheckpointFolder,
     CheckpointPolicy,
     RunCheckpoints,
     SavedCheckpoint,
+    read_pointer,
     resume_run,
 )
 from tuner._tune_mapping import resolve_trial_config
 from tuner.checkpoint import load_checkpoint
 from tuner.config import TrainConfig
 from tuner.engine import Trainer
-from tuner.results import PREDICTIONS_KEY
+from tuner.population import PINNED_PREFIX, POPULATION_KEY
+from tuner.results import COMPUTED_BY, PREDICTIONS_KEY
+from tuner.sharing import TrialSharing
 
 __all__ = [
     "ACTOR_NAME_PREFIX",
@@ -65,9 +78,6 @@ __all__ = [
     "train_trial",
 ]
 
-CHECKPOINTS_DIR = "checkpoints"
-"""Folder of the trials' checkpoint files, in the experiment folder."""
-POINTER_FILE = "pointer.json"
 LEGACY_STATE_FILE = "state.pt"
 """Full state inside a Tune checkpoint, as earlier versions wrote it (still restored)."""
 ACTOR_NAME_PREFIX = "egotune:"
@@ -108,17 +118,26 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
 
     context = tune.get_context()
     entered = time.perf_counter()
+    trial_id = context.get_trial_id()
     trainer = Trainer(TrainConfig.from_dict(resolve_trial_config(config)), index)
-    folder = CheckpointFolder(Path(store) / context.get_trial_id())
+    folder = CheckpointFolder(Path(store) / trial_id)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(trainer.config.checkpoint_every))
+    sharing = TrialSharing.read(folder.folder) or TrialSharing()
     restored = tune.get_checkpoint()
+    shared_rows: list[dict[str, Any]] = []
     if restored is not None:
         with restored.as_directory() as pointer_dir:
-            _restore(trainer, checkpoints, folder, Path(pointer_dir))
+            _restore(trainer, checkpoints, folder, Path(pointer_dir), config)
+    elif sharing.sources:
+        shared_rows = _branch(trainer, checkpoints, Path(store), sharing)
     tags = {"experiment": context.get_experiment_name(), "trial": context.get_trial_name()}
+    population = config.get(POPULATION_KEY) or {}
+    run = _Run(trainer, checkpoints, trial_id, tags, save_at=set(sharing.save_at))
+    run.exploit_every = int(population.get("interval") or 0)
     stopped = True
     try:
-        _train(trainer, checkpoints, tags, startup_s=_startup_s(entered))
+        run.replay(shared_rows)
+        run.train(startup_s=_startup_s(entered))
         stopped = False
     except FloatingPointError as exc:
         # A diverged configuration diverges again from its checkpoint (runs are exactly
@@ -130,67 +149,143 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
         # so the write in flight finishes in the background instead.
         device = trainer.device
         checkpoints.close(wait=not stopped)
-        del trainer, checkpoints
+        del trainer, checkpoints, run
         _release(device)
 
 
-def _train(
-    trainer: Trainer, checkpoints: RunCheckpoints, tags: dict[str, str], startup_s: float
-) -> None:
-    from ray import tune
+class _Run:
+    """The report loop of one trial: an epoch, its checkpoints, its report to Tune."""
 
-    report_s = 0.0
-    extra: dict[str, Any] = {"startup_s": startup_s}
-    for record in trainer.run():
-        metrics = {**record.to_dict(), **extra, PREDICTIONS_KEY: record.predictions}
-        stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
-        stage_end = trainer.stage_epoch >= stage_epochs
-        blocked, size = checkpoints.after_epoch(
-            record.train_s + record.data_wait_s + record.val_s,
-            stage_end=stage_end,
-            last=trainer.finished,
-        )
-        metrics.update(checkpoint_s=blocked, checkpoint_bytes=size, report_s=report_s)
-        _export_metrics(metrics, tags, trainer.device)
-        saved = checkpoints.completed
-        start = time.perf_counter()
-        if saved:
-            with tempfile.TemporaryDirectory(prefix="egotune-pointer-") as pointer_dir:
-                _write_pointer(Path(pointer_dir), saved[-1])
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(pointer_dir))
-        else:
-            tune.report(metrics)
-        report_s = time.perf_counter() - start
-        extra = {}
+    def __init__(
+        self,
+        trainer: Trainer,
+        checkpoints: RunCheckpoints,
+        trial_id: str,
+        tags: dict[str, str],
+        save_at: set[int],
+    ) -> None:
+        self.trainer = trainer
+        self.checkpoints = checkpoints
+        self.trial_id = trial_id
+        self.tags = tags
+        self.save_at = save_at
+        self.exploit_every = 0
+        """Population search: epochs between two states it may exploit (0: none)."""
+
+    def replay(self, rows: list[dict[str, Any]]) -> None:
+        """Report the epochs this trial shares with the trial it branched from, as that trial
+        computed them (``computed_by`` names it); Tune and its scheduler see the full curve."""
+        from ray import tune
+
+        for row in rows:
+            tune.report(dict(row))
+
+    def train(self, startup_s: float) -> None:
+        from ray import tune
+
+        trainer, checkpoints = self.trainer, self.checkpoints
+        report_s = 0.0
+        extra: dict[str, Any] = {"startup_s": startup_s}
+        for record in trainer.run():
+            metrics = {**record.to_dict(), **extra, COMPUTED_BY: self.trial_id}
+            stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
+            stage_end = trainer.stage_epoch >= stage_epochs
+            blocked, size = checkpoints.after_epoch(
+                record.train_s + record.data_wait_s + record.val_s,
+                stage_end=stage_end,
+                last=trainer.finished,
+                now=bool(self.exploit_every) and record.epoch % self.exploit_every == 0,
+            )
+            metrics.update(checkpoint_s=blocked, checkpoint_bytes=size, report_s=report_s)
+            checkpoints.history.append(dict(metrics))
+            if record.epoch in self.save_at:
+                seconds, written = checkpoints.save_branch()
+                metrics.update(checkpoint_s=blocked + seconds, checkpoint_bytes=size + written)
+                checkpoints.history[-1].update(metrics)
+            _export_metrics(metrics, self.tags, trainer.device)
+            metrics[PREDICTIONS_KEY] = record.predictions
+            saved = checkpoints.completed
+            start = time.perf_counter()
+            if saved:
+                with tempfile.TemporaryDirectory(prefix="egotune-pointer-") as pointer_dir:
+                    _write_pointer(Path(pointer_dir), saved[-1], self.trial_id)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(pointer_dir))
+            else:
+                tune.report(metrics)
+            report_s = time.perf_counter() - start
+            extra = {}
 
 
-def read_pointer(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``pointer.json`` of a Tune checkpoint folder, or ``None`` when it has none."""
-    path = Path(folder) / POINTER_FILE
-    if not path.is_file():
-        return None
-    pointer: dict[str, Any] = json.loads(path.read_text())
-    return pointer
+def _branch(
+    trainer: Trainer, checkpoints: RunCheckpoints, store: Path, sharing: TrialSharing
+) -> list[dict[str, Any]]:
+    """Start from the first branch state of ``sharing.sources`` on disk; returns the rows of
+    the epochs it holds. Without any, the trial computes its epochs from the first."""
+    for source, epoch in sharing.sources:
+        path = CheckpointFolder(store / source).branch_path(epoch)
+        if not path.is_file():
+            continue
+        state = load_checkpoint(path)
+        trainer.continue_from(state)
+        checkpoints.history[:] = state.get("history", [])
+        checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
+        print(f"trial continues after epoch {epoch} of trial {source}", flush=True)
+        return list(checkpoints.history)
+    return []
 
 
-def _write_pointer(folder: Path, saved: SavedCheckpoint) -> None:
-    (folder / POINTER_FILE).write_text(json.dumps(saved.pointer()))
+def _write_pointer(folder: Path, saved: SavedCheckpoint, trial_id: str) -> None:
+    (folder / POINTER_FILE).write_text(json.dumps({**saved.pointer(), "trial": trial_id}))
 
 
 def _restore(
-    trainer: Trainer, checkpoints: RunCheckpoints, folder: CheckpointFolder, pointer_dir: Path
+    trainer: Trainer,
+    checkpoints: RunCheckpoints,
+    folder: CheckpointFolder,
+    pointer_dir: Path,
+    config: dict[str, Any],
 ) -> None:
     """Continue from the checkpoint Tune restores the trial from (a pointer, or a full state of
-    an earlier version); from the first epoch when its state file is gone."""
+    an earlier version); from the first epoch when its state file is gone. A pointer of another
+    trial is a population-based exploit: continue from that trial's state with this config."""
     if (pointer_dir / LEGACY_STATE_FILE).is_file():
         trainer.load_state_dict(load_checkpoint(pointer_dir / LEGACY_STATE_FILE))
         return
     pointer = read_pointer(pointer_dir)
+    donor = pointer.get("trial") if pointer else None
+    if pointer and donor and donor != folder.folder.name:
+        _exploit(trainer, checkpoints, folder, pointer, config)
+        return
     state_path = folder.path(pointer["state"]) if pointer else None
     if state_path is None or not state_path.is_file():
         print(f"trial restarts from epoch 1: its checkpoint {state_path} is gone", flush=True)
         return
     resume_run(trainer, checkpoints, state_path)
+
+
+def _exploit(
+    trainer: Trainer,
+    checkpoints: RunCheckpoints,
+    folder: CheckpointFolder,
+    pointer: dict[str, Any],
+    config: dict[str, Any],
+) -> None:
+    """Continue from trial ``pointer["trial"]``'s state (its files pinned in this trial's folder
+    by the scheduler, else in its own) with this trial's explored hyperparameters."""
+    donor = str(pointer["trial"])
+
+    def donor_file(name: str) -> Path:
+        pinned = folder.path(f"{PINNED_PREFIX}{donor}-{name}")
+        return pinned if pinned.is_file() else folder.folder.parent / donor / name
+
+    state = load_checkpoint(donor_file(str(pointer["state"])))
+    best = load_checkpoint(donor_file(str(pointer["best"])))["model"] if pointer["best"] else None
+    keys = (config.get(POPULATION_KEY) or {}).get("keys", ())
+    trainer.continue_from(state, best, differing=keys)
+    checkpoints.history[:] = state.get("history", [])
+    checkpoints.restore_best_file(None)  # written into this trial's folder at its next state
+    checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
+    print(f"trial continues from trial {donor} after epoch {trainer.global_epoch}", flush=True)
 
 
 def _startup_s(entered: float) -> float:

@@ -75,19 +75,25 @@ def test_close_is_open_played_backwards(synth):
         assert all(np.array_equal(_pixels(a), _pixels(b)) for a, b in pairs)
 
 
-def test_flow_holds_object_motion_with_the_camera_removed(synth):
+def test_flow_holds_the_motion_of_the_moving_parts_with_the_camera_removed(synth):
     index = discover_quietly(synth.root)
     videos = {v.name: v for v in index.videos}
     opened, closed = videos["S2/open_coffee/1"], videos["S2/close_coffee/1"]
-    for video, sign in ((opened, -1), (closed, 1)):  # open rises (y decreases), close sinks
-        mask = _pixels(video.mmaps[-2]) > 0
-        flow_y = _pixels(video.flow_y[-2]).astype(int) - 128
-        assert np.sign(flow_y[mask].mean()) == sign
-        background = flow_y[~mask]
-        assert np.abs(background).max() <= 1
-    # The camera shakes: the RGB background (a corner the object never reaches) moves.
-    corners = [_pixels(p)[-5:, -5:].astype(int) for p in opened.rgb]
-    assert any(np.abs(a - b).mean() > 0 for a, b in itertools.pairwise(corners))
+    for video, sign in ((opened, -1), (closed, 1)):  # the lid rises on open, sinks on close
+        vertical = 0
+        for k in range(video.n_frames):
+            if video.mmaps[k].name != f"map{k + 1:04d}.png":
+                continue  # a planted defect borrows a neighbour's map
+            mask = _pixels(video.mmaps[k]) > 0
+            flow_y = _pixels(video.flow_y[k]).astype(int) - 128
+            vertical += flow_y[mask].sum()
+            assert np.abs(flow_y[~mask]).max() <= 1  # still pixels: 128 +- 1 despite the shake
+        assert np.sign(vertical) == sign
+    # The camera shakes: the RGB background (a corner the action never reaches) moves by more
+    # than the sensor noise that changes every frame.
+    corners = [_pixels(p)[:6, :6].astype(int) for p in opened.rgb]
+    steps = [np.abs(a - b).mean() for a, b in itertools.pairwise(corners)]
+    assert max(steps) > 2 * np.median(steps)
 
 
 def test_generation_is_byte_identical_for_a_seed(tmp_path):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,17 @@ def test_synth_rejects_a_malformed_size(tmp_path, capsys):
 def test_synth_refuses_an_invalid_class_count(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path), "--classes", "99"]) == 2
     assert "classes" in capsys.readouterr().err
+
+
+def test_synth_json_reports_what_it_wrote(tmp_path, capsys):
+    target = tmp_path / "D"
+    args = ["data", "synth", str(target), "--classes", "3", "--videos-per-class", "1"]
+    assert main([*args, "--size", "48x27", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["root"] == str(target / "GTEA61") and report["videos"] == 12
+    assert report["users"] == {"S1": 3, "S2": 3, "S3": 3, "S4": 3}
+    assert report["classes"] == 3 and len(report["class_names"]) == 3
+    assert report["hidden_files"] and all(Path(p).is_file() for p in report["hidden_files"])
+    assert report["frames"] == sum(
+        len(list(p.glob("rgb*.png"))) for p in (target / "GTEA61").rglob("rgb")
+    )

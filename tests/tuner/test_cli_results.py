@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,17 +27,6 @@ NOT_HYPERPARAMETERS = {
     "early_stopped",
     "num_failures",
 }
-
-
-@pytest.fixture(autouse=True)
-def keep_ray_auth_mode() -> Iterator[None]:
-    """``main`` turns on Ray token auth where a token exists; the local Ray here must not see it."""
-    before = os.environ.get("RAY_AUTH_MODE")
-    yield
-    if before is None:
-        os.environ.pop("RAY_AUTH_MODE", None)
-    else:
-        os.environ["RAY_AUTH_MODE"] = before
 
 
 @pytest.fixture

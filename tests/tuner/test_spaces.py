@@ -435,7 +435,8 @@ def test_unknown_space_name_suggests_a_bundled_one():
 def test_cli_show_json_lists_every_trial_with_fixed_keys(capsys):
     assert main(["spaces", "show", "fig11_ms_regression_grid", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert set(shown) == {"name", "scheduler", "trials", "warnings"} and shown["warnings"] == []
+    assert set(shown) == {"name", "scheduler", "trials", "warnings", "sharing"}
+    assert shown["warnings"] == [] and shown["sharing"]["shared_trial_epochs"] == 2200
     assert shown["scheduler"]["algorithm"] == "grid" and len(shown["trials"]) == 30
     assert all(t["model"] == "ego_rnn_ms" and t["frames"] == 16 for t in shown["trials"])
 

@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from tuner._ray_session import use_token_when_available
@@ -65,18 +66,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    previous_format = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("egotune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `egotune ... | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        return 141
     except Exception as exc:
         code = _user_error_code(exc)
         if code is None or args.debug:
             traceback.print_exc()
             return code if code is not None else 1
-        print(f"egotune: error: {exc}", file=sys.stderr)
+        print(f"egotune: error: {_one_line(exc)}", file=sys.stderr)
         return code
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _one_line(exc: Exception) -> str:
+    """The message on one line (a wrapped library message keeps its words, not its breaks)."""
+    return " ".join(str(exc).split())
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Warnings as ``egotune: warning: ...`` lines, without the source line Python adds."""
+    if issubclass(category, UserWarning):
+        return f"egotune: warning: {message}\n"
+    return f"egotune: warning: {category.__name__}: {message} ({filename}:{lineno})\n"
+
+
+# Errors of the packages below ``tuner`` that a user fixes: a dataset problem, a frame store that
+# cannot be built, ImageNet weights that cannot be had. Looked up only when their package is
+# already imported, so reporting an error never imports torch.
+_LIBRARY_ERRORS = (
+    ("data_pipeline", "DatasetError"),
+    ("data_pipeline", "FrameStoreError"),
+    ("models", "WeightsUnavailableError"),
+)
 
 
 def _user_error_code(exc: Exception) -> int | None:
@@ -87,8 +124,8 @@ def _user_error_code(exc: Exception) -> int | None:
         return 2
     if isinstance(exc, OSError):
         return 1
-    data_pipeline = sys.modules.get("data_pipeline")
-    dataset_error = getattr(data_pipeline, "DatasetError", None)
-    if dataset_error is not None and isinstance(exc, dataset_error):
-        return 1
+    for module_name, class_name in _LIBRARY_ERRORS:
+        error_type = getattr(sys.modules.get(module_name), class_name, None)
+        if error_type is not None and isinstance(exc, error_type):
+            return 1
     return None

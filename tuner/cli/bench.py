@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -29,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", help="benchmark name (file bench/NAME.py), 'list' or 'all'")
+    parser.add_argument(
+        "name", help="benchmark name (file bench/NAME.py), 'list' (--json) or 'all'"
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="flags passed to the benchmark")
     parser.set_defaults(handler=_run)
 
@@ -49,9 +52,7 @@ def _run(args: argparse.Namespace) -> int:
             "(git clone, then pip install -e .)"
         )
     if args.name == "list":
-        for name, path in scripts.items():
-            print(f"{name:22s} {_summary(path)}")
-        return 0
+        return _list(scripts, args.args)
     names = list(DEFAULT_SET) if args.name == "all" else [args.name]
     for name in names:
         if name not in scripts:
@@ -69,6 +70,21 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             os.environ.pop("EGOTUNE_BENCH_COMMAND", None)
     return status
+
+
+def _list(scripts: dict[str, Path], flags: list[str]) -> int:
+    if flags not in ([], ["--json"]):
+        raise UsageError(f"egotune bench list: unknown flags {' '.join(flags)} (only --json)")
+    entries = [
+        {"name": name, "summary": _summary(path), "script": str(path)}
+        for name, path in scripts.items()
+    ]
+    if flags:
+        print(json.dumps(entries, indent=2))
+    else:
+        for entry in entries:
+            print(f"{entry['name']:22s} {entry['summary']}")
+    return 0
 
 
 def _load(path: Path) -> ModuleType:

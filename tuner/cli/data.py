@@ -33,15 +33,20 @@ def register(subparsers: Any) -> None:
     check.set_defaults(handler=_check)
     synth = actions.add_parser("synth", help="write a synthetic GTEA61 under ROOT/GTEA61")
     synth.add_argument("root", metavar="ROOT", help="destination folder")
-    synth.add_argument("--classes", type=int, default=12, metavar="N", help="3..61 (default 12)")
+    synth.add_argument("--classes", type=int, metavar="N", help="3..61 (default 12)")
+    synth.add_argument("--videos-per-class", type=int, metavar="K", help="per user (default 2)")
     synth.add_argument(
-        "--videos-per-class", type=int, default=2, metavar="K", help="per user (default 2)"
+        "--like-gtea61",
+        action="store_true",
+        help="the real dataset's shape: 61 classes, 457 videos (116 in S2), 1-7 per class and "
+        "user, video lengths of median 34 frames",
     )
     synth.add_argument(
         "--size", type=_size, default=(455, 256), metavar="WxH", help="default 455x256"
     )
     synth.add_argument("--seed", type=int, default=0, metavar="S", help="default 0")
     synth.add_argument("--workers", type=int, metavar="N", help="processes (default: CPUs)")
+    synth.add_argument("--json", action="store_true", help="print what was written as JSON")
     synth.set_defaults(handler=_synth)
     parser.set_defaults(handler=lambda args: _usage(parser))
 
@@ -109,21 +114,46 @@ def _format_report(report: CheckReport, repaired: list[Problem] | None) -> str:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    summary = synthesize(
-        args.root,
-        classes=args.classes,
-        videos_per_class=args.videos_per_class,
-        size=args.size,
-        seed=args.seed,
-        workers=args.workers,
-    )
+    if args.like_gtea61:
+        for flag, value in (
+            ("--classes", args.classes),
+            ("--videos-per-class", args.videos_per_class),
+        ):
+            if value is not None:
+                raise UsageError(f"{flag}: --like-gtea61 sets the classes and videos; drop {flag}")
+        shape: dict[str, Any] = {"like_gtea61": True}
+    else:
+        shape = {
+            "classes": 12 if args.classes is None else args.classes,
+            "videos_per_class": 2 if args.videos_per_class is None else args.videos_per_class,
+        }
+    summary = synthesize(args.root, size=args.size, seed=args.seed, workers=args.workers, **shape)
+    if args.json:
+        print(json.dumps(_synth_json(summary), indent=2))
+        return 0
+    users = ", ".join(f"{user} {count}" for user, count in summary.videos_per_user.items())
     print(
         f"wrote {summary.videos} videos ({summary.frames} frames) of {len(summary.class_names)} "
         f"classes to {summary.root} in {summary.seconds:.1f} s"
     )
+    print(f"videos per user: {users}")
     print("classes: " + " ".join(summary.class_names))
     print(
         f"planted defects: {len(summary.hidden_files)} .DS_Store files, "
         f"{len(summary.missing_mmaps)} videos without map0001.png"
     )
     return 0
+
+
+def _synth_json(summary: Any) -> dict[str, Any]:
+    return {
+        "root": str(summary.root),
+        "videos": summary.videos,
+        "frames": summary.frames,
+        "users": summary.videos_per_user,
+        "classes": len(summary.class_names),
+        "class_names": list(summary.class_names),
+        "hidden_files": [str(p) for p in summary.hidden_files],
+        "missing_mmaps": [str(p) for p in summary.missing_mmaps],
+        "seconds": round(summary.seconds, 2),
+    }

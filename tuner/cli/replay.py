@@ -1,9 +1,14 @@
-"""``egotune replay``: what other schedulers would have spent on a finished experiment.
+"""``egotune replay``: what other schedulers, and prefix sharing, would have spent on a finished
+experiment.
 
 ``egotune replay EXP --scheduler asha`` replays the recorded learning curves of experiment EXP
 (see :mod:`tuner.replay`) under each chosen scheduler and seed, and prints the epochs each search
 consumed until one of its trials came within ``--tolerance`` points of the experiment's best, that
 count as a fraction of the experiment's own epochs, and the best value it reached.
+
+Every replay (and ``egotune replay EXP`` alone) also prints what prefix sharing
+(:mod:`tuner.sharing`) saves on the recorded trials: the trial-epochs they trained, those a
+search with sharing trains, and the recorded epoch seconds of the difference.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from tuner.errors import UsageError
 from tuner.spaces import ALGORITHMS, Algorithm
 
 __all__ = ["register"]
+
+REPLAYED = tuple(a for a in ALGORITHMS if not Algorithm(a).population)
+"""Algorithms a replay can run: a population search needs states, not recorded curves."""
 
 
 def register(subparsers: Any) -> None:
@@ -37,9 +45,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--scheduler",
         action="append",
-        required=True,
+        default=[],
         metavar="ALG",
-        help="grid, random, asha, optuna or optuna+asha; repeat or separate with commas",
+        help="grid, random, asha, optuna or optuna+asha; repeat or separate with commas "
+        "(none: only what prefix sharing saves)",
     )
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (3)")
     parser.add_argument("--grace-period", type=int, metavar="E", help="ASHA (default max_t/10)")
@@ -60,9 +69,10 @@ def register(subparsers: Any) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from tuner.replay import ReplaySettings, load_recorded, replay_search
 
-    algorithms = _algorithms(args.scheduler, ALGORITHMS)
+    algorithms = _algorithms(args.scheduler, REPLAYED)
     _check_flags(args, algorithms)
     curves = load_recorded(args.experiment, args.storage)
+    sharing = _sharing(args.experiment, args.storage)
     runs = []
     for algorithm in algorithms:
         for seed in range(args.seeds):
@@ -87,9 +97,48 @@ def _replay(args: argparse.Namespace) -> int:
         "target": curves.target(args.tolerance),
         "searches_over": list(curves.keys) if curves.factorial else ["recorded_trial"],
         "runs": [run.to_dict() for run in runs],
+        "sharing": sharing,
     }
     print(json.dumps(report, indent=2) if args.json else _table(report))
     return 0
+
+
+def _sharing(experiment: str, storage: Path | None) -> dict[str, Any] | None:
+    """:func:`tuner.sharing.recorded_savings` of the experiment; ``None`` when its trials'
+    configurations cannot be read back (tables of another trainable)."""
+    from dataclasses import fields
+
+    from tuner.config import TrainConfig, flatten_config
+    from tuner.results import load_experiment
+    from tuner.sharing import recorded_savings
+    from tuner.spaces import nest_config
+
+    done = load_experiment(experiment, storage)
+    names = {f.name for f in fields(TrainConfig)} - {"seed"}
+    keys = [c for c in done.trials.columns if str(c).split(".")[0] in names]
+    configs = []
+    try:
+        for _, row in done.trials.iterrows():
+            values = {key: _plain(row[key]) for key in keys if not _missing(row[key])}
+            if not _missing(row.get("seed")):
+                values["seed"] = int(row["seed"])
+            configs.append(TrainConfig.from_dict(nest_config(flatten_config(values))))
+    except (ValueError, TypeError):
+        return None
+    return recorded_savings(done.trials, done.epochs, configs)
+
+
+def _plain(value: Any) -> Any:
+    """A table value as the configuration has it (list columns are stored as JSON text)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, str) and value.startswith("["):
+        return json.loads(value)
+    return value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _algorithms(values: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -127,9 +176,12 @@ def _table(report: dict[str, Any]) -> str:
         f"replay of {report['experiment']}: {report['trials']} trials, "
         f"{report['grid_epochs']} epochs, best {report['metric']} {report['grid_best']:.2f}{unit}; "
         f"target {report['target']:.2f}{unit} (best {sign} {report['tolerance']:g})",
-        f"{'scheduler':<12} {'seed':>4} {'trials':>6} {'epochs':>6} {'to target':>9} "
-        f"{'of grid':>7} {'best':>7}",
     ]
+    if report["runs"]:
+        lines.append(
+            f"{'scheduler':<12} {'seed':>4} {'trials':>6} {'epochs':>6} {'to target':>9} "
+            f"{'of grid':>7} {'best':>7}"
+        )
     for run in report["runs"]:
         to_target = run["epochs_to_target"]
         fraction = run["fraction_to_target"]
@@ -139,6 +191,16 @@ def _table(report: dict[str, Any]) -> str:
             f"{'-' if fraction is None else f'{fraction:.1%}':>7} {run['best']:>7.2f}"
         )
     lines += _summaries(report["runs"])
+    sharing = report.get("sharing")
+    if sharing:
+        total, shared = sharing["trial_epochs"], sharing["with_sharing"]
+        fewer = 100.0 * (total - shared) / total if total else 0.0
+        lines.append(
+            f"prefix sharing: the {sharing['trials']} trials recorded {total:,} trial-epochs "
+            f"(trained {sharing['trained_trial_epochs']:,}); with sharing {shared:,} "
+            f"({fewer:.0f}% fewer), {sharing['seconds_saved']:.0f} s of the "
+            f"{sharing['recorded_seconds']:.0f} s of recorded epochs saved"
+        )
     return "\n".join(lines)
 
 

@@ -3,25 +3,34 @@
 ``search`` runs a bundled or user search space on a local Ray (default) or on a cluster
 (``--address``); ``--resume EXP`` continues a killed search from what its experiment folder
 recorded (space, overrides and dataset). ``demo`` generates the synthetic GTEA61 when it is absent
-and runs the small ``demo`` space with ASHA on the CPU.
+and runs the small ``demo`` space with ASHA on the CPU. Both end with the best trials, the
+Fig. 10-style table, the paths of the tables and the next commands (:mod:`._search_summary`), or
+with that report as JSON (``--json``; the live console then goes to stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tuner.cli._search_summary import print_search_summary, search_summary
 from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
 
-__all__ = ["print_summary", "register"]
+__all__ = ["DEMO_SYNTH", "register"]
 
 DEMO_SPACE = "demo"
 DEMO_DATA_DIR = "_data/synthetic-gtea61"
-DEMO_SYNTH = {"classes": 8, "videos_per_class": 3, "size": (228, 128), "seed": 1}
+# Frames at the size training scales them to (64-pixel crops from 73-pixel-high frames), so
+# nothing is drawn that the demo throws away.
+DEMO_SYNTH = {"classes": 8, "videos_per_class": 4, "size": (130, 73), "seed": 1}
 
 
 def register(subparsers: Any) -> None:
@@ -42,6 +51,7 @@ def register(subparsers: Any) -> None:
         help="continue experiment EXP (or --name) from its checkpoints",
     )
     add_search_arguments(search)
+    _add_json_argument(search)
     search.set_defaults(handler=run_search_command)
 
     demo = subparsers.add_parser(
@@ -51,7 +61,16 @@ def register(subparsers: Any) -> None:
     )
     _add_common_arguments(demo)
     demo.add_argument("--data", type=Path, help="where the synthetic dataset lives or is written")
+    _add_json_argument(demo)
     demo.set_defaults(handler=run_demo_command)
+
+
+def _add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the final report as JSON on stdout (the live console goes to stderr)",
+    )
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +122,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         resume=bool(args.resume),
         max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures,
     )
-    return _run_and_report(space, options)
+    return _run_and_report(space, options, args)
 
 
 def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
@@ -152,35 +171,111 @@ def _known_experiments(storage: Path) -> str:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from data_pipeline import synthesize
     from tuner.results import default_storage
     from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
 
     storage = (args.storage or default_storage()).expanduser()
     data = args.data or storage / DEMO_DATA_DIR
-    if not any((folder / "processed_frames2").is_dir() for folder in (data, data / "GTEA61")):
-        start = time.perf_counter()
-        synthesize(data, **DEMO_SYNTH)  # type: ignore[arg-type]
-        print(f"synthetic GTEA61 written to {data} in {time.perf_counter() - start:.1f} s")
+    with _console(args.json):
+        if args.data is None:
+            _check_demo_storage(storage)
+        _synthesize_demo_data(data)
     options = SearchOptions(
         data=data,
         storage=storage,
         name=args.name,
         max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures,
     )
-    return _run_and_report(load_space(DEMO_SPACE), options)
+    classes = int(DEMO_SYNTH["classes"])  # type: ignore[call-overload]
+    return _run_and_report(load_space(DEMO_SPACE), options, args, chance=100 / classes)
 
 
-def _run_and_report(space: Any, options: Any) -> int:
+def _check_demo_storage(storage: Path) -> None:
+    """The demo writes its dataset into the storage folder: refuse one it cannot write to,
+    naming the flag, before anything is drawn."""
+    from tuner.results import STORAGE_ENV
+
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / f".egotune-write-test-{os.getpid()}"
+        probe.write_bytes(b"egotune")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--storage {storage}: not writable ({exc.strerror or exc}); choose another folder "
+            f"or set ${STORAGE_ENV}"
+        ) from None
+
+
+def _synthesize_demo_data(data: Path) -> None:
+    from data_pipeline import synthesize
+
+    if any((folder / "processed_frames2").is_dir() for folder in (data, data / "GTEA61")):
+        return
+    summary = synthesize(data, **DEMO_SYNTH)  # type: ignore[arg-type]
+    print(
+        f"synthetic GTEA61 written to {data}: {summary.videos} videos of "
+        f"{len(summary.class_names)} classes in {summary.seconds:.1f} s",
+        flush=True,
+    )
+
+
+def _run_and_report(
+    space: Any, options: Any, args: argparse.Namespace, chance: float | None = None
+) -> int:
     from tuner.search import run_search
 
-    _leave_job_working_dir(options)
-    outcome = run_search(space, options)
-    print_summary(outcome.experiment_dir, space)
-    if outcome.dashboard_url:
-        print(f"Ray dashboard (while Ray runs): {outcome.dashboard_url}")
+    started = time.monotonic()
+    ray_was_running = _ray_running()
+    with _console(args.json):
+        _leave_job_working_dir(options)
+        outcome = run_search(space, options)
+        if not ray_was_running:
+            _stop_ray()  # flushes the workers' last lines before the report, not after it
+    remote = options.address or os.environ.get("RAY_ADDRESS")
+    summary = search_summary(
+        outcome.experiment_dir,
+        space,
+        storage_flag=_storage_flag(options.storage),
+        seconds=time.monotonic() - started,
+        num_errors=outcome.num_errors,
+        chance=chance,
+        dashboard_url=outcome.dashboard_url if remote else None,  # a local Ray stops with us
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_search_summary(summary)
     return 1 if outcome.num_errors else 0
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def _stop_ray() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+@contextlib.contextmanager
+def _console(to_stderr: bool) -> Iterator[None]:
+    """With ``--json``, everything the run prints (Tune's tables included) goes to stderr."""
+    if not to_stderr:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _storage_flag(storage: Path) -> Path | None:
+    """``--storage`` for the next commands, unless it is the default folder."""
+    from tuner.results import default_storage
+
+    return None if storage.expanduser().resolve() == default_storage().resolve() else storage
 
 
 def _leave_job_working_dir(options: Any) -> None:
@@ -197,19 +292,3 @@ def _leave_job_working_dir(options: Any) -> None:
     options.storage = options.storage.resolve()
     options.storage.mkdir(parents=True, exist_ok=True)
     os.chdir(options.storage)
-
-
-def print_summary(experiment_dir: Path, space: Any, top: int = 5) -> None:
-    """The best trials and where the Parquet tables are."""
-    from tuner.results import read_trials
-
-    trials = read_trials(experiment_dir)
-    keys = [key for key in space.varying_keys if key in trials.columns]
-    shown = ["trial_id", "status", *keys, "best_val_acc", "best_epoch", "epochs_run"]
-    if not trials.empty:
-        best = trials.sort_values("best_val_acc", ascending=False).head(top)
-        print(f"\nTop {len(best)} of {len(trials)} trials by best validation accuracy (%):")
-        print(best[[c for c in shown if c in best.columns]].to_string(index=False))
-    print(f"\nexperiment: {experiment_dir}")
-    print(f"trials table: {experiment_dir / 'trials.parquet'}")
-    print(f"epochs table: {experiment_dir / 'epochs.parquet'}")

@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("spaces", help="list search spaces and show their trials")
     actions = parser.add_subparsers(dest="spaces_action", metavar="ACTION")
     listing = actions.add_parser("list", help="every known space: algorithm, trials, report figure")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(handler=_list_spaces)
     show = actions.add_parser("show", help="validate one space and print its trials")
     show.add_argument("name", help="bundled space name or path to a YAML file")
@@ -68,29 +69,46 @@ def apply_override_arguments(space: SearchSpace, args: argparse.Namespace) -> Se
     return space.with_overrides(set_values=args.set_values, **overrides)
 
 
-def _count(space: SearchSpace) -> str:
-    if space.scheduler.uses_optuna or space.is_sampled:
-        return f"{space.trial_count} samples"
-    return f"{space.trial_count} trials"
-
-
 def _list_spaces(args: argparse.Namespace) -> int:
-    rows = [("NAME", "ALGORITHM", "TRIALS", "REPORT")]
-    failed = 0
+    entries = []
     for name, path in list_spaces().items():
+        entry: dict[str, Any] = {"name": name, "file": str(path)}
         try:
             space = load_space(path)
         except SpaceError as exc:
-            rows.append((name, "invalid", "-", str(exc)))
-            failed += 1
+            entries.append({**entry, "algorithm": None, "trials": None, "error": str(exc)})
             continue
-        rows.append((name, space.scheduler.algorithm, _count(space), space.report or ""))
+        entries.append(
+            {
+                **entry,
+                "algorithm": space.scheduler.algorithm,
+                "trials": space.trial_count,
+                "sampled": space.scheduler.uses_optuna or space.is_sampled,
+                "report": space.report or "",
+            }
+        )
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        _print_listing(entries)
+    return 1 if any("error" in entry for entry in entries) else 0
+
+
+def _print_listing(entries: list[dict[str, Any]]) -> None:
+    rows = [("NAME", "ALGORITHM", "TRIALS", "REPORT")]
+    for entry in entries:
+        if "error" in entry:
+            rows.append((entry["name"], "invalid", "-", entry["error"]))
+        else:
+            unit = "samples" if entry["sampled"] else "trials"
+            rows.append(
+                (entry["name"], entry["algorithm"], f"{entry['trials']} {unit}", entry["report"])
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]
         )
-    return 1 if failed else 0
 
 
 def _format(value: Any) -> str:
@@ -119,11 +137,14 @@ def _space_json(space: SearchSpace) -> dict[str, Any]:
     if space.is_sampled:
         result["distributions"] = {k: d.to_dict() for k, d in space.sample.items()}
     result["trials"] = space.expand()
+    plan = space.sharing_plan()
+    result["sharing"] = plan.to_dict() if plan is not None else None
     return result
 
 
 def _print_space(space: SearchSpace) -> None:
-    settings = {k: v for k, v in space.scheduler.to_dict().items() if k != "points_to_evaluate"}
+    listed = ("points_to_evaluate", "mutations")
+    settings = {k: v for k, v in space.scheduler.to_dict().items() if k not in listed}
     print(f"name: {space.name}\nfile: {space.source}")
     for warning in space.warnings:
         print(f"warning: {warning}")
@@ -137,6 +158,8 @@ def _print_space(space: SearchSpace) -> None:
     print(f"fixed: {_pairs(space.fixed)}")
     for key, distribution in space.sample.items():
         print(f"sampled {key}: {json.dumps(distribution.to_dict())}")
+    for key, distribution in (space.scheduler.mutations or {}).items():
+        print(f"mutated {key}: {json.dumps(distribution.to_dict())}")
     for point in space.scheduler.points_to_evaluate:
         print(f"evaluated first: {_pairs(point)}")
     cells = space.expand()
@@ -145,6 +168,15 @@ def _print_space(space: SearchSpace) -> None:
     else:
         print(f"{len(cells)} trials:")
     varying = [k for k in space.varying_keys if k not in space.sample]
-    for number, cell in enumerate(cells, start=1):
+    plan = space.sharing_plan()
+    branches = plan.branches if plan is not None else [None] * len(cells)
+    for number, (cell, branch) in enumerate(zip(cells, branches, strict=False), start=1):
         shown = {k: cell[k] for k in varying}
-        print(f"  {number:>3}  {_pairs(shown) if shown else '(fixed values only)'}")
+        line = f"  {number:>3}  {_pairs(shown) if shown else '(fixed values only)'}"
+        if branch is not None:
+            line += f"  [continues #{branch.parent + 1} after epoch {branch.epoch}]"
+        print(line)
+    if plan is not None:
+        print(f"prefix sharing: {plan.summary()}")
+    elif not space.share_prefixes:
+        print("prefix sharing: off (share_prefixes: false)")

@@ -58,6 +58,11 @@ def register(subparsers: Any) -> None:
     submit.add_argument(
         "--no-wait", action="store_true", help="return after submitting instead of following logs"
     )
+    submit.add_argument(
+        "--json",
+        action="store_true",
+        help="print the job (id, entrypoint, status) as JSON on stdout; its log goes to stderr",
+    )
     add_search_arguments(submit)
     submit.set_defaults(handler=run_submit_command)
 
@@ -68,6 +73,7 @@ def run_submit_command(args: argparse.Namespace) -> int:
     runtime_env = _runtime_env(args.runtime_env_json)
     with tempfile.TemporaryDirectory(prefix="egotune-submit-") as folder:
         space_arg = _space_argument(args.space, Path(folder), runtime_env)
+        _check_overrides(args)
         debug = ["--debug"] if args.debug else []
         entrypoint = shlex.join(["egotune", *debug, "search", space_arg, *search_flags(args, name)])
         client = _client(address)
@@ -81,13 +87,23 @@ def run_submit_command(args: argparse.Namespace) -> int:
             entrypoint_num_cpus=args.entrypoint_num_cpus,
             metadata={"egotune_experiment": name, "egotune_space": args.space},
         )
-    print(f"submitted job {job_id}: {entrypoint}", flush=True)
-    print(f"follow it: ray job logs --address {address} --follow {job_id}", flush=True)
-    if args.no_wait:
-        return 0
-    status = follow_job(client, job_id)
-    print(f"job {job_id}: {status}")
-    return 0 if status == "SUCCEEDED" else 1
+    report = {
+        "job_id": job_id,
+        "address": address,
+        "experiment": name,
+        "entrypoint": entrypoint,
+        "follow": f"ray job logs --address {address} --follow {job_id}",
+        "status": "SUBMITTED",
+    }
+    console = sys.stderr if args.json else sys.stdout
+    print(f"submitted job {job_id}: {entrypoint}", file=console, flush=True)
+    print(f"follow it: {report['follow']}", file=console, flush=True)
+    if not args.no_wait:
+        report["status"] = follow_job(client, job_id, out=console)
+        print(f"job {job_id}: {report['status']}", file=console, flush=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0 if report["status"] in ("SUBMITTED", "SUCCEEDED") else 1
 
 
 def submit_with_retry(client: Any, *, address: str, patience_s: float = 90.0, **job: Any) -> None:
@@ -125,16 +141,17 @@ def search_flags(args: argparse.Namespace, name: str) -> list[str]:
     return flags
 
 
-def follow_job(client: Any, job_id: str, poll_s: float = 2.0) -> str:
-    """Print the job's log as it grows; return its final status."""
+def follow_job(client: Any, job_id: str, poll_s: float = 2.0, out: Any = None) -> str:
+    """Print the job's log as it grows (on ``out``, default stdout); return its final status."""
+    out = out or sys.stdout
     shown = 0
     while True:
         status = str(client.get_job_status(job_id))
         status = status.rsplit(".", 1)[-1]  # JobStatus.SUCCEEDED -> SUCCEEDED
         logs = client.get_job_logs(job_id)
         if len(logs) > shown:
-            sys.stdout.write(logs[shown:])
-            sys.stdout.flush()
+            out.write(logs[shown:])
+            out.flush()
             shown = len(logs)
         if status in _FINAL_STATES:
             return status
@@ -186,6 +203,14 @@ def _space_argument(space: str, folder: Path, runtime_env: dict[str, Any]) -> st
     shutil.copy2(path, shipped / path.name)
     runtime_env["working_dir"] = str(shipped)
     return path.name
+
+
+def _check_overrides(args: argparse.Namespace) -> None:
+    """``--set`` and the other override flags are checked here, not in the job minutes later."""
+    from tuner.cli.spaces import apply_override_arguments
+    from tuner.spaces import load_space
+
+    apply_override_arguments(load_space(args.space), args)
 
 
 def _client(address: str) -> Any:

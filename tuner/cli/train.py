@@ -32,6 +32,7 @@ import yaml
 from tuner._atomic import write_text_atomic
 from tuner.config import MODEL_NAMES, TrainConfig, config_warnings, parse_overrides
 from tuner.errors import EgotuneError, UsageError
+from tuner.preflight import require_imagenet_weights
 
 __all__ = ["register"]
 
@@ -100,6 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     index = discover(args.data)
     verify_frames(index)  # a truncated frame would otherwise stop the run at its first epoch
     _note_unused_users(index.users, config)
+    require_imagenet_weights([config.to_dict()])  # one line, not a traceback from the model
     trainer = Trainer(config, index)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(config.checkpoint_every))
     if latest is not None:

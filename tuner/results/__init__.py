@@ -58,13 +58,16 @@ from tuner.results._stats import (
 )
 from tuner.results._store import (
     CAM_DIR,
+    COMPUTED_BY,
     EPOCH_SCHEMA,
     EPOCHS_DIR,
+    EXPLOITS_FILE,
     SCHEMA_VERSION,
     TRIALS_FILE,
     EpochPartWriter,
     TrialsTableWriter,
     read_epochs,
+    read_exploits,
     read_trials,
 )
 from tuner.results._tables import (
@@ -83,8 +86,10 @@ from tuner.results._tables import (
 
 __all__ = [
     "CAM_DIR",
+    "COMPUTED_BY",
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
+    "EXPLOITS_FILE",
     "FINISHED",
     "FOLD_COLUMNS",
     "LEVEL",
@@ -121,6 +126,7 @@ __all__ = [
     "plot_pivot",
     "read_epochs",
     "read_experiment_metadata",
+    "read_exploits",
     "read_predictions",
     "read_trials",
     "resolve_experiment",

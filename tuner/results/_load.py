@@ -16,13 +16,15 @@ import pyarrow.parquet as pq
 
 from tuner.errors import EgotuneError
 from tuner.results._metadata import METADATA_FILE, default_storage, read_experiment_metadata
-from tuner.results._predictions import read_predictions
+from tuner.results._predictions import read_predictions, shared_predictions
 from tuner.results._store import (
+    COMPUTED_BY,
     EPOCH_SCHEMA,
     EPOCHS_DIR,
     SCHEMA_VERSION,
     TRIALS_FILE,
     read_epochs,
+    read_exploits,
     read_trials,
 )
 
@@ -101,7 +103,14 @@ class Experiment:
     def predictions(self) -> pd.DataFrame:
         """``predictions.parquet`` (one row per trial, epoch and validation video), read on first
         use; empty for experiments written before it existed."""
-        return read_predictions(self.path)
+        return shared_predictions(read_predictions(self.path), self.epochs)
+
+    @cached_property
+    def exploits(self) -> pd.DataFrame:
+        """``exploits.parquet`` of a population search (PBT, PB2): one row per exploit, with
+        the recipient, the donor, the epoch, the recipient's generation and ``old.<key>`` /
+        ``new.<key>`` per mutated key; empty for other searches."""
+        return read_exploits(self.path)
 
     @property
     def hyperparameters(self) -> list[str]:
@@ -151,6 +160,9 @@ def upgrade_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
         epochs["stage"] = 1
     if "stage_epoch" not in epochs.columns:
         epochs["stage_epoch"] = epochs["epoch"]
+    if COMPUTED_BY not in epochs.columns:
+        epochs[COMPUTED_BY] = epochs["trial_id"]
+    epochs[COMPUTED_BY] = epochs[COMPUTED_BY].fillna(epochs["trial_id"])
     for name in EPOCH_SCHEMA.names:
         if name not in epochs.columns and name != "extra":
             epochs[name] = np.nan

@@ -5,7 +5,10 @@ importances) and choose what to show; the ``draw_*`` functions draw given frames
 
 - :func:`draw_curves`: training and validation accuracy and loss by epoch, one row per trial, with
   the learning-rate phases shaded and their boundaries marked by gray lines (the report's Fig. 12)
-  and stage boundaries drawn as labelled black lines;
+  and stage boundaries drawn as labelled black lines; the epochs a trial shares with the trial
+  that computed them (prefix sharing) are labelled, and a population search's exploits drawn as
+  the lineage: a purple line where the trial took another trial's state, with that trial's
+  validation curve before it;
 - :func:`draw_importances`: a horizontal bar per hyperparameter;
 - :func:`draw_parallel` and :func:`parallel_html`: parallel coordinates, one line per trial colored
   by its value, as a PNG or as a self-contained HTML page with an inline SVG.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +57,7 @@ __all__ = [
     "plot_parallel",
 ]
 
-_TRAIN, _VAL = "tab:blue", "tab:orange"
+_TRAIN, _VAL, _LINEAGE = "tab:blue", "tab:orange", "tab:purple"
 _DPI = 150
 
 
@@ -79,25 +83,33 @@ def draw_curves(
     out: str | os.PathLike[str],
     *,
     titles: Mapping[str, str] | None = None,
+    exploits: pd.DataFrame | None = None,
 ) -> Path:
-    """Accuracy and loss curves of ``trial_ids`` (a row of two panels each) saved to ``out``."""
+    """Accuracy and loss curves of ``trial_ids`` (a row of two panels each) saved to ``out``;
+    ``exploits`` (a population search's table) adds each trial's lineage."""
     if not trial_ids:
         raise ValueError("trial_ids: name at least one trial")
-    fig, axes = plt.subplots(
-        len(trial_ids), 2, figsize=(11, 3.4 * len(trial_ids)), squeeze=False, layout="constrained"
-    )
+    fig = plt.figure(figsize=(11, 3.6 * len(trial_ids)), layout="constrained")
+    rows = fig.subfigures(len(trial_ids), 1, squeeze=False)[:, 0]
     lrs = epochs["lr"].dropna()
     norm = _lr_norm(lrs) if not lrs.empty else None
-    for (acc_ax, loss_ax), trial_id in zip(axes, trial_ids, strict=True):
+    for row, trial_id in zip(rows, trial_ids, strict=True):
         run = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
         if run.empty:
             raise ValueError(f"trial {trial_id}: no epochs recorded")
+        # One title per trial across both panels, wrapped: a long list of hyperparameters
+        # would otherwise run into the neighbouring panel's title and be cut at the edge.
         title = (titles or {}).get(trial_id, trial_id)
+        row.suptitle(textwrap.fill(title, width=110), fontsize=10)
+        acc_ax, loss_ax = row.subplots(1, 2)
         for ax, metric, label in ((acc_ax, "acc", "Accuracy (%)"), (loss_ax, "loss", "Loss")):
             _draw_metric(ax, run, metric, label)
             _mark_phases(ax, run, norm)
             _mark_stages(ax, run)
-            ax.set_title(f"{title}: {label.split(' ')[0].lower()}", fontsize=10)
+            _mark_shared(ax, run)
+            if exploits is not None and not exploits.empty:
+                _mark_lineage(ax, epochs, exploits[exploits["trial_id"] == trial_id], metric)
+            ax.set_title(label.split(" ")[0].lower(), fontsize=9)
             ax.legend(fontsize=7, loc="best", framealpha=0.8)
     return _save(fig, out)
 
@@ -149,6 +161,50 @@ def _mark_stages(ax: Axes, run: pd.DataFrame) -> None:
         )
 
 
+def _mark_shared(ax: Axes, run: pd.DataFrame) -> None:
+    """Label the first epochs when another trial computed them (prefix sharing)."""
+    if "computed_by" not in run.columns:
+        return
+    shared = run[run["computed_by"].notna() & (run["computed_by"] != run["trial_id"])]
+    if shared.empty:
+        return
+    last = int(shared["epoch"].max())
+    sources = ", ".join(dict.fromkeys(shared["computed_by"].astype(str)))
+    ax.axvline(last + 0.5, color="0.3", lw=1.0, ls=":")
+    ax.annotate(
+        f"epochs 1-{last} computed once, by {sources}",
+        xy=(last + 0.5, 0.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-3, 4),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color="0.3",
+    )
+
+
+def _mark_lineage(ax: Axes, epochs: pd.DataFrame, exploits: pd.DataFrame, metric: str) -> None:
+    """Each exploit: a line after its epoch, and the donor's validation curve over the epochs
+    since the previous one (the history of the weights the trial continued with)."""
+    start = 1
+    for number, row in enumerate(exploits.sort_values("epoch").itertuples()):
+        epoch = int(row.epoch)
+        donor = epochs[(epochs["trial_id"] == row.donor_id) & epochs["epoch"].between(start, epoch)]
+        label = "donor's validation (lineage)" if number == 0 else None
+        ax.plot(donor["epoch"], donor[f"val_{metric}"], color=_LINEAGE, ls=":", lw=1.3, label=label)
+        ax.axvline(epoch + 0.5, color=_LINEAGE, lw=1.0)
+        ax.annotate(
+            f"from {row.donor_id}",
+            xy=(epoch + 0.5, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -24),
+            textcoords="offset points",
+            fontsize=7,
+            color=_LINEAGE,
+        )
+        start = epoch + 1
+
+
 def draw_importances(
     importances: pd.Series, out: str | os.PathLike[str], *, title: str = ""
 ) -> Path:
@@ -161,7 +217,7 @@ def draw_importances(
     ax.set_ylabel("Hyperparameter")
     ax.set_xlim(0, max(1.0, float(ordered.max()) * 1.15))
     ax.legend([bars], ["importance"], fontsize=8, loc="lower right")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, width=70), fontsize=10)  # long experiment names wrap
     ax.grid(axis="x", alpha=0.25)
     return _save(fig, out)
 
@@ -308,7 +364,9 @@ def plot_curves(
         for t in trial_ids
         if t in rows.index
     }
-    return draw_curves(experiment.epochs, trial_ids, out, titles=titles)
+    return draw_curves(
+        experiment.epochs, trial_ids, out, titles=titles, exploits=experiment.exploits
+    )
 
 
 def plot_importances(

@@ -35,6 +35,7 @@ __all__ = [
     "PREDICTION_SCHEMA",
     "PredictionPartWriter",
     "read_predictions",
+    "shared_predictions",
 ]
 
 PREDICTIONS_DIR = "predictions.parquet"
@@ -134,4 +135,24 @@ def read_predictions(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if not tables:
         return PREDICTION_SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return frame.sort_values(["trial_id", "epoch", "video"], kind="stable").reset_index(drop=True)
+
+
+def shared_predictions(predictions: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` with the rows of epochs a trial shares with another (prefix sharing):
+    an epoch computed once is stored once, under the trial that computed it (the epochs
+    table's ``computed_by``); each trial that shares it gets a copy under its own id."""
+    if predictions.empty or "computed_by" not in epochs.columns:
+        return predictions
+    shared = epochs.loc[
+        epochs["computed_by"].notna() & (epochs["computed_by"] != epochs["trial_id"]),
+        ["trial_id", "epoch", "computed_by"],
+    ]
+    if shared.empty:
+        return predictions
+    copies = shared.merge(
+        predictions.rename(columns={"trial_id": "computed_by"}), on=["computed_by", "epoch"]
+    ).drop(columns="computed_by")
+    frame = pd.concat([predictions, copies[predictions.columns]], ignore_index=True)
+    frame = frame.drop_duplicates(subset=["trial_id", "epoch", "video"], keep="first")
     return frame.sort_values(["trial_id", "epoch", "video"], kind="stable").reset_index(drop=True)

@@ -43,8 +43,10 @@ from tuner._atomic import write_atomic
 
 __all__ = [
     "CAM_DIR",
+    "COMPUTED_BY",
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
+    "EXPLOITS_FILE",
     "PART_NAME",
     "SCHEMA_VERSION",
     "TRIALS_FILE",
@@ -53,6 +55,7 @@ __all__ = [
     "TrialsTableWriter",
     "part_files",
     "read_epochs",
+    "read_exploits",
     "read_parquet_file",
     "read_trials",
     "table_metadata",
@@ -63,6 +66,8 @@ SCHEMA_VERSION = 1
 """Version of the table layout; bump it when a column changes meaning or type."""
 TRIALS_FILE = "trials.parquet"
 EPOCHS_DIR = "epochs.parquet"
+EXPLOITS_FILE = "exploits.parquet"
+"""One row per exploit of a population search (``tuner._population_schedulers``)."""
 CAM_DIR = "cam"
 """Folder of ``egotune results cam`` strips in an experiment (``cam/<trial_id>/*.png``)."""
 
@@ -89,7 +94,10 @@ _EPOCH_VALUE_COLUMNS = [
     ("checkpoint_bytes", pa.int64()),
     ("report_s", pa.float64()),
     ("startup_s", pa.float64()),
+    # the trial that computed the epoch: another one for epochs shared through prefix sharing
+    ("computed_by", pa.string()),
 ]
+COMPUTED_BY = "computed_by"
 
 
 def table_metadata(table: str) -> dict[bytes, bytes]:
@@ -469,3 +477,13 @@ def read_trials(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if table is None:
         table = _trials_table([])
     return table.to_pandas()
+
+
+def read_exploits(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """``exploits.parquet`` of a population search (empty, with its key columns, for others)."""
+    path = Path(experiment_dir) / EXPLOITS_FILE
+    if not path.is_file():
+        return pd.DataFrame(
+            {"trial_id": [], "donor_id": [], "epoch": [], "generation": [], "time": []}
+        )
+    return pd.read_parquet(path)

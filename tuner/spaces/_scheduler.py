@@ -8,13 +8,14 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from tuner._hints import did_you_mean
-from tuner.spaces._distributions import Distribution
+from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import SpaceError, as_float, section_keys, typed_mapping
 
 __all__ = [
     "ALGORITHMS",
     "ASHA_REDUCTION_FACTOR",
     "METRICS",
+    "MUTABLE_KEYS",
     "Algorithm",
     "SchedulerSettings",
     "asha_grace_period",
@@ -32,6 +33,8 @@ class Algorithm(enum.StrEnum):
     ASHA = "asha"
     OPTUNA = "optuna"
     OPTUNA_ASHA = "optuna+asha"
+    PBT = "pbt"
+    PB2 = "pb2"
 
     @property
     def uses_asha(self) -> bool:
@@ -48,6 +51,18 @@ class Algorithm(enum.StrEnum):
         """Whether trials are drawn (every algorithm but ``grid``)."""
         return self is not Algorithm.GRID
 
+    @property
+    def population(self) -> bool:
+        """Population-based training: trials continue from better trials' checkpoints with
+        perturbed hyperparameters (``pbt``, ``pb2``)."""
+        return self in (Algorithm.PBT, Algorithm.PB2)
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether the trials are known before the search starts, so that their shared
+        prefixes can run once (grid cells and points; :mod:`tuner.sharing`)."""
+        return not self.uses_optuna and not self.population
+
 
 ALGORITHMS = tuple(a.value for a in Algorithm)
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "best_val_acc")
@@ -58,6 +73,18 @@ ASHA_REDUCTION_FACTOR = 3.0
 _COMMON_SETTINGS = ("algorithm", "metric", "mode", "num_samples", "max_concurrent", "seed")
 _ASHA_SETTINGS = ("grace_period", "reduction_factor", "max_t")
 _OPTUNA_SETTINGS = ("points_to_evaluate",)
+_POPULATION_SETTINGS = (
+    "perturbation_interval",
+    "quantile_fraction",
+    "resample_probability",
+    "mutations",
+)
+MUTABLE_KEYS = ("lr", "weight_decay", "lr_flow", "lr_repflow_scale", "alpha.ms", "alpha.sd")
+"""Keys a population-based search may change when a trial continues from another's state:
+they act from the next step on (the optimiser's rate and decay, the auxiliary loss weights),
+so a continuing trial applies them exactly; the schedule keys would not."""
+QUANTILE_FRACTION = 0.25
+RESAMPLE_PROBABILITY = 0.25
 
 
 def asha_grace_period(max_t: int) -> int:
@@ -89,6 +116,14 @@ class SchedulerSettings:
     """ASHA: last epoch of any trial (on the reported ``epoch``)."""
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     """Optuna: configurations of the sampled keys tried first, in order."""
+    perturbation_interval: int | None = None
+    """PBT/PB2: epochs between two exploit/explore decisions of a trial."""
+    quantile_fraction: float | None = None
+    """PBT/PB2: share of the population that continues from the top share's checkpoints."""
+    resample_probability: float | None = None
+    """PBT: probability that a mutated value is drawn anew rather than scaled by 0.8 or 1.2."""
+    mutations: dict[str, Distribution] | None = None
+    """PBT/PB2: keys explored at each exploit and their ranges (PB2: uniform or loguniform)."""
 
     @property
     def uses_asha(self) -> bool:
@@ -98,10 +133,20 @@ class SchedulerSettings:
     def uses_optuna(self) -> bool:
         return Algorithm(self.algorithm).uses_optuna
 
+    @property
+    def shares_prefixes(self) -> bool:
+        return Algorithm(self.algorithm).shares_prefixes
+
+    @property
+    def population(self) -> bool:
+        return Algorithm(self.algorithm).population
+
     def to_dict(self) -> dict[str, Any]:
         """Plain form, leaving out settings that do not apply."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]
+        if self.mutations is not None:
+            values["mutations"] = {k: d.to_dict() for k, d in self.mutations.items()}
         return {k: v for k, v in values.items() if v is not None and v != []}
 
 
@@ -116,7 +161,7 @@ def parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> Sch
             "scheduler.algorithm",
             f"unknown scheduler {algorithm!r} (known: {', '.join(ALGORITHMS)})",
         )
-    allowed = set(_COMMON_SETTINGS) | set(_ASHA_SETTINGS) | set(_OPTUNA_SETTINGS)
+    allowed = {*_COMMON_SETTINGS, *_ASHA_SETTINGS, *_OPTUNA_SETTINGS, *_POPULATION_SETTINGS}
     for key in raw:
         if key not in allowed:
             raise SpaceError(source, f"scheduler.{key}", "unknown key")
@@ -135,7 +180,15 @@ def parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> Sch
         reduction_factor=_setting(source, raw, "reduction_factor", float, None, minimum=1),
         max_t=_setting(source, raw, "max_t", int, None, minimum=1),
         points_to_evaluate=_parse_points_to_evaluate(source, raw, sections["sample"]),
+        perturbation_interval=_setting(source, raw, "perturbation_interval", int, None, minimum=1),
+        quantile_fraction=_setting(source, raw, "quantile_fraction", float, None, minimum=0),
+        resample_probability=_setting(source, raw, "resample_probability", float, None, minimum=0),
+        mutations=_parse_mutations(source, Algorithm(algorithm), raw, sections),
     )
+    if settings.quantile_fraction is not None and not 0 < settings.quantile_fraction <= 0.5:
+        raise SpaceError(source, "scheduler.quantile_fraction", "must be in (0, 0.5]")
+    if settings.resample_probability is not None and settings.resample_probability > 1:
+        raise SpaceError(source, "scheduler.resample_probability", "must be in [0, 1]")
     if settings.mode not in ("max", "min"):
         raise SpaceError(source, "scheduler.mode", f"expected max or min, got {settings.mode!r}")
     _check_metric(source, settings.metric, settings.mode)
@@ -165,6 +218,12 @@ def _check_setting_applies(source: str, algorithm: Algorithm, raw: Mapping[str, 
             raise SpaceError(source, f"scheduler.{key}", f"only used by asha, not {algorithm}")
         if key in _OPTUNA_SETTINGS and not algorithm.uses_optuna:
             raise SpaceError(source, f"scheduler.{key}", f"only used by optuna, not {algorithm}")
+        if key in _POPULATION_SETTINGS and not algorithm.population:
+            raise SpaceError(
+                source, f"scheduler.{key}", f"only used by pbt and pb2, not {algorithm}"
+            )
+        if key == "resample_probability" and algorithm is Algorithm.PB2:
+            raise SpaceError(source, f"scheduler.{key}", "only used by pbt (pb2 models the values)")
         if key in ("num_samples", "seed") and not algorithm.samples:
             raise SpaceError(
                 source, f"scheduler.{key}", "a grid runs each trial once; use repeats for seeds"
@@ -193,6 +252,11 @@ def _check_algorithm_fits(
             raise SpaceError(source, "repeats", f"{algorithm} cannot repeat seeds")
     if sample and "num_samples" not in raw:
         raise SpaceError(source, "scheduler.num_samples", "required when keys are sampled")
+    if algorithm.population:
+        if "mutations" not in raw:
+            raise SpaceError(source, "scheduler.mutations", f"{algorithm} needs keys to mutate")
+        if "num_samples" not in raw:
+            raise SpaceError(source, "scheduler.num_samples", "required: the population size")
 
 
 def _setting(
@@ -217,6 +281,33 @@ def _setting(
             source, f"scheduler.{key}", f"expected {kind.__name__}{bound}, got {value!r}"
         )
     return value
+
+
+def _parse_mutations(
+    source: str, algorithm: Algorithm, raw: Mapping[str, Any], sections: Mapping[str, Any]
+) -> dict[str, Distribution] | None:
+    value = raw.get("mutations")
+    if value is None:
+        return None
+    where = "scheduler.mutations"
+    if not isinstance(value, Mapping) or not value:
+        raise SpaceError(source, where, "expected a mapping of keys to distributions")
+    mutations = {}
+    for key, spec in value.items():
+        if key not in MUTABLE_KEYS:
+            suffix = did_you_mean(str(key), MUTABLE_KEYS, listing=True)
+            raise SpaceError(source, f"{where}.{key}", f"cannot be mutated ({suffix})")
+        if key in sections["grid"] or any(key in point for point in sections["points"]):
+            raise SpaceError(
+                source, f"{where}.{key}", "also a grid or points key; sample or fix it instead"
+            )
+        distribution = parse_distribution(source, f"{where}.{key}", key, spec)
+        if algorithm is Algorithm.PB2 and distribution.kind not in ("uniform", "loguniform"):
+            raise SpaceError(
+                source, f"{where}.{key}", "pb2 models continuous keys: use uniform or loguniform"
+            )
+        mutations[str(key)] = distribution
+    return mutations
 
 
 def _parse_points_to_evaluate(
@@ -246,7 +337,21 @@ def _parse_points_to_evaluate(
 
 
 def fill_asha_defaults(source: str, settings: SchedulerSettings, epochs: int) -> SchedulerSettings:
-    """ASHA defaults: ``max_t`` the longest trial, ``grace_period`` a tenth of it, eta 3."""
+    """ASHA defaults: ``max_t`` the longest trial, ``grace_period`` a tenth of it, eta 3;
+    PBT/PB2: a perturbation every tenth of the longest trial, quantile 0.25, resampling 0.25."""
+    if settings.population:
+        return replace(
+            settings,
+            perturbation_interval=settings.perturbation_interval or asha_grace_period(epochs),
+            quantile_fraction=settings.quantile_fraction or QUANTILE_FRACTION,
+            resample_probability=(
+                None
+                if settings.algorithm == Algorithm.PB2
+                else RESAMPLE_PROBABILITY
+                if settings.resample_probability is None
+                else settings.resample_probability
+            ),
+        )
     if not settings.uses_asha:
         return settings
     max_t = settings.max_t or epochs
@@ -267,6 +372,8 @@ def drop_unused_settings(settings: dict[str, Any]) -> None:
     unused = set() if algorithm.uses_asha else set(_ASHA_SETTINGS)
     if not algorithm.uses_optuna:
         unused |= set(_OPTUNA_SETTINGS)
+    if not algorithm.population:
+        unused |= set(_POPULATION_SETTINGS)
     if not algorithm.samples:
         unused |= {"num_samples", "seed"}
     for key in unused:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner._hints import did_you_mean
-from tuner.config import flatten_config, parse_overrides
+from tuner.config import TrainConfig, flatten_config, parse_overrides
+from tuner.sharing import SharingPlan, plan_sharing
 from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import (
     SEED,
@@ -19,6 +20,7 @@ from tuner.spaces._keys import (
     flat_mapping,
     is_number,
     known_key,
+    nest_config,
     normalize_value,
     section_keys,
     typed_mapping,
@@ -57,6 +59,7 @@ _TOP_KEYS = (
     "scheduler",
     "resources",
     "prerequisites",
+    "share_prefixes",
 )
 
 
@@ -107,6 +110,23 @@ class SearchSpace:
     folds: list[dict[str, list[str]]] = field(default_factory=list)
     """Cross-validation folds (``train_users``, ``val_users``), an axis of every trial; empty:
     the configuration's split (the report's: train on S1, S3, S4, validate on S2)."""
+    share_prefixes: bool = True
+    """Run the epochs that trials of a grid compute identically once (:mod:`tuner.sharing`);
+    ``share_prefixes: false`` in the file runs every trial from its first epoch."""
+
+    def sharing_plan(self) -> SharingPlan | None:
+        """The prefix-sharing plan of the trials, in search order; ``None`` when the space does
+        not share: ``share_prefixes: false``, sampled keys or a population-based scheduler."""
+        if not self.share_prefixes or self.is_sampled or not self.scheduler.shares_prefixes:
+            return None
+        cells = self.expand() * self.scheduler.num_samples
+        prerequisites = self.trial_level_prerequisites()
+        groups = [
+            tuple((p.name, tuple(_hashable(cell.get(k)) for k in p.match)) for p in prerequisites)
+            for cell in cells
+        ]
+        configs = [TrainConfig.from_dict(nest_config(cell)) for cell in cells]
+        return plan_sharing(configs, groups)
 
     @property
     def is_sampled(self) -> bool:
@@ -244,11 +264,24 @@ def parse_space(document: Any, source: str = "<string>", name: str | None = None
         resources=_parse_resources(source, document.get("resources")),
         prerequisites=prerequisites,
         document=_canonical_document(document, sections, prerequisites, settings),
+        share_prefixes=_parse_share_prefixes(source, document.get("share_prefixes")),
     )
     max_epochs, warned = validate_trials(space)
     return replace(
         space, scheduler=fill_asha_defaults(source, settings, max_epochs), warnings=warned
     )
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _parse_share_prefixes(source: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise SpaceError(source, "share_prefixes", f"expected true or false, got {value!r}")
+    return value
 
 
 def _optional_text(source: str, key: str, value: Any) -> str | None:
@@ -384,6 +417,8 @@ def _canonical_document(
     for key in ("scheduler", "resources"):
         if document.get(key):
             doc[key] = dict(document[key])
+    if "share_prefixes" in document:
+        doc["share_prefixes"] = document["share_prefixes"]
     if settings.points_to_evaluate:
         doc["scheduler"]["points_to_evaluate"] = list(settings.points_to_evaluate)
     if prerequisites:

@@ -1,0 +1,250 @@
+"""Population-based training (PBT, PB2): space files, exact exploits, lineage, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import fields
+
+import pytest
+import torch
+import yaml
+
+from data_pipeline import discover
+from tests.conftest import tiny_config_values
+from tests.tuner.test_fault_drills import trainable_pids, wait_for
+from tests.tuner.test_results import assert_real_png
+from tuner import results
+from tuner.checkpoint import load_checkpoint
+from tuner.cli import main
+from tuner.config import TrainConfig
+from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.search import SearchOptions, run_search
+from tuner.spaces import SpaceError, load_space, parse_space
+
+TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
+METRICS = [f.name for f in fields(EpochRecord) if f.name not in (*TIME_FIELDS, "predictions")]
+EPOCHS = 6
+
+
+def population_doc(algorithm: str = "pbt", **scheduler: object) -> dict:
+    return {
+        "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": EPOCHS, "milestones": [4]},
+        "sample": {"lr": {"loguniform": [1e-4, 3e-2]}},
+        "scheduler": {
+            "algorithm": algorithm,
+            "num_samples": 4,
+            "perturbation_interval": 2,
+            "mutations": {"lr": {"loguniform": [1e-4, 3e-2]}},
+            "seed": 1,
+            **scheduler,
+        },
+        "resources": {"cpus": 1, "gpus": 0},
+    }
+
+
+# -- space files -----------------------------------------------------------------------------------
+
+
+def test_population_settings_are_read_with_their_defaults():
+    doc = population_doc()
+    del doc["scheduler"]["perturbation_interval"]
+    space = parse_space(doc)
+    settings = space.scheduler
+    assert settings.population and not settings.shares_prefixes
+    assert settings.perturbation_interval == 1  # a tenth of 6 epochs, at least one
+    assert (settings.quantile_fraction, settings.resample_probability) == (0.25, 0.25)
+    assert space.sharing_plan() is None
+    pb2 = parse_space(population_doc("pb2")).scheduler
+    assert pb2.resample_probability is None and pb2.mutations is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mutations": {"gamma": {"uniform": [0.1, 0.5]}}}, r"mutations\.gamma: cannot be mutated"),
+        ({"mutations": {"lrr": {"uniform": [0.1, 0.5]}}}, r"did you mean lr"),
+        ({"quantile_fraction": 0.7}, r"quantile_fraction: must be in \(0, 0.5\]"),
+        ({"mutations": None}, r"mutations: pbt needs keys to mutate"),
+    ],
+)
+def test_a_wrong_population_setting_is_named(change, message):
+    doc = population_doc()
+    doc["scheduler"].update(change)
+    doc["scheduler"] = {k: v for k, v in doc["scheduler"].items() if v is not None}
+    with pytest.raises(SpaceError, match=message):
+        parse_space(doc)
+
+
+def test_pb2_models_continuous_keys_and_other_algorithms_refuse_population_settings():
+    doc = population_doc("pb2", mutations={"lr": {"choice": [1e-3, 1e-2]}})
+    with pytest.raises(SpaceError, match="pb2 models continuous keys"):
+        parse_space(doc)
+    doc = population_doc()
+    doc["scheduler"]["algorithm"] = "random"
+    with pytest.raises(SpaceError, match="perturbation_interval: only used by pbt and pb2"):
+        parse_space(doc)
+
+
+def test_the_bundled_pbt_space_extends_fig10(capsys):
+    space = load_space("fig10_ms_classification_pbt")
+    assert space.scheduler.algorithm == "pbt" and space.scheduler.num_samples == 8
+    assert space.fixed["milestones"] == [40, 80] and "init_checkpoint" in {
+        p.provides for p in space.prerequisites.values()
+    }
+    assert main(["spaces", "show", "fig10_ms_classification_pbt"]) == 0
+    assert 'mutated lr: {"loguniform": [5e-05, 0.001]}' in capsys.readouterr().out
+
+
+# -- a real population search ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pbt(synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
+    storage = tmp_path_factory.mktemp("pbt")
+    space = parse_space(population_doc(), source="pbt.yaml", name="pbt")
+    outcome = run_search(space, SearchOptions(data=synthetic_root, storage=storage, verbose=0))
+    assert outcome.num_errors == 0
+    return results.load_experiment(outcome.experiment_dir)
+
+
+def test_exploits_are_recorded_and_every_trial_keeps_each_epoch_once(pbt):
+    exploits = pbt.exploits
+    assert len(exploits) >= 1
+    assert set(exploits["epoch"]) <= {2, 4}  # perturbation epochs, never the last one
+    assert (exploits["donor_id"] != exploits["trial_id"]).all()
+    assert (exploits["old.lr"] != exploits["new.lr"]).any()
+    epochs = pbt.epochs
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.groupby("trial_id")["epoch"].max() == EPOCHS).all()
+    assert set(pbt.trials["status"]) == {"TERMINATED"}
+    # the trials table shows the values a trial ended with
+    last = exploits.sort_values("generation").groupby("trial_id")["new.lr"].last()
+    lrs = pbt.trials.set_index("trial_id")["lr"]
+    assert all(lrs[trial] == pytest.approx(value) for trial, value in last.items())
+
+
+def test_every_exploit_continues_from_a_state_the_donor_wrote_at_that_epoch(pbt):
+    store = pbt.path / "checkpoints"
+    epochs = pbt.epochs.set_index(["trial_id", "epoch"])
+    for row in pbt.exploits.itertuples():
+        pinned = store / row.trial_id / f"from-{row.donor_id}-state-e{int(row.epoch):05d}.pt"
+        assert pinned.is_file(), pinned
+        assert epochs.loc[(row.donor_id, int(row.epoch)), "checkpoint_bytes"] > 0
+
+
+def test_an_exploited_trial_applies_its_new_values_exactly(pbt, synthetic_root):
+    row = pbt.exploits.sort_values("epoch").iloc[0]
+    epoch = int(row["epoch"])
+    state = load_checkpoint(
+        pbt.path / "checkpoints" / row["trial_id"] / f"from-{row['donor_id']}-state-e{epoch:05d}.pt"
+    )
+    best_file = state.get("best_file")
+    donor_folder = pbt.path / "checkpoints" / row["trial_id"]
+    best = load_checkpoint(donor_folder / f"from-{row['donor_id']}-{best_file}")["model"]
+    doc = population_doc()
+    values = {**doc["fixed"], "lr": float(row["new.lr"])}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a one-CPU trial
+    try:
+        trainer = Trainer(TrainConfig.from_dict(values), discover(synthetic_root))
+        trainer.continue_from(state, best, differing=("lr",))
+        record = next(trainer.run())
+    finally:
+        torch.set_num_threads(threads)
+    recorded = pbt.epochs.set_index(["trial_id", "epoch"]).loc[(row["trial_id"], epoch + 1)]
+    assert record.epoch == epoch + 1
+    assert record.lr == pytest.approx(float(row["new.lr"]))  # before the milestone at 4
+    for name in ("train_loss", "val_loss", "val_acc", "lr"):
+        assert recorded[name] == pytest.approx(getattr(record, name), rel=1e-6), name
+
+
+def test_curves_draw_the_lineage_of_an_exploited_trial(pbt, tmp_path, capsys):
+    trial = str(pbt.exploits.iloc[0]["trial_id"])
+    out = tmp_path / "lineage.png"
+    assert main(["results", "curves", str(pbt.path), "--trials", trial, "--out", str(out)]) == 0
+    assert_real_png(out, (800, 300))
+
+
+@pytest.mark.slow
+def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path, local_ray):
+    space = parse_space(population_doc("pb2"), source="pb2.yaml", name="pb2")
+    outcome = run_search(space, SearchOptions(data=synthetic_root, storage=tmp_path, verbose=0))
+    assert outcome.num_errors == 0
+    experiment = results.load_experiment(outcome.experiment_dir)
+    assert len(experiment.exploits) >= 1
+    assert (experiment.epochs.groupby("trial_id")["epoch"].max() == EPOCHS).all()
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_trial_killed_mid_search_resumes_and_the_population_finishes(
+    synthetic_root, tmp_path, local_ray
+):
+    experiment = tmp_path / "pbtkill"
+    killed: list[int] = []
+
+    def kill_a_trial_after_the_first_exploit() -> None:
+        wait_for(lambda: (experiment / results.EXPLOITS_FILE).is_file())
+        pid = sorted(trainable_pids() - earlier)[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    earlier = trainable_pids()
+    killer = threading.Thread(target=kill_a_trial_after_the_first_exploit, daemon=True)
+    killer.start()
+    space = parse_space(population_doc(), source="pbtkill.yaml", name="pbtkill")
+    outcome = run_search(
+        space, SearchOptions(data=synthetic_root, storage=tmp_path, name="pbtkill", verbose=0)
+    )
+    killer.join(timeout=10)
+    assert killed and outcome.num_errors == 0
+    done = results.load_experiment(experiment)
+    assert set(done.trials["status"]) == {"TERMINATED"}
+    assert done.trials["num_failures"].sum() >= 1
+    assert not done.epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (done.epochs.groupby("trial_id")["epoch"].max() == EPOCHS).all()
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
+    space = tmp_path / "pbtdriver.yaml"
+    space.write_text(yaml.safe_dump(population_doc()))
+    storage = tmp_path / "results"
+    experiment = storage / "pbtdriver"
+    command = [sys.executable, "-m", "tuner.cli", "search"]
+    first = subprocess.Popen(
+        [*command, str(space), "--data", str(synthetic_root), "--storage", str(storage),
+         "--name", "pbtdriver"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: (experiment / results.EXPLOITS_FILE).is_file() or first.poll() is not None,
+            every=0.2,
+        )
+        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        time.sleep(1)
+        os.killpg(first.pid, signal.SIGKILL)
+    resumed = subprocess.run(
+        [*command, "--resume", "pbtdriver", "--storage", str(storage)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = results.load_experiment(experiment)
+    assert len(done.trials) == 4 and set(done.trials["status"]) == {"TERMINATED"}
+    epochs = done.epochs
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (
+        epochs.groupby("trial_id")["epoch"].apply(sorted).map(list) == [list(range(1, EPOCHS + 1))]
+    ).all()
+    assert len(done.exploits) >= 1

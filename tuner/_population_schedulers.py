@@ -1,0 +1,145 @@
+"""Ray's PBT and PB2 schedulers with egotune's exploits (see :mod:`tuner.population`)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.schedulers.pb2 import PB2
+
+from tuner._atomic import write_atomic
+from tuner._checkpoints import CHECKPOINTS_DIR, read_pointer
+from tuner.config import TrainConfig
+from tuner.population import POPULATION_KEY, pin_donor_files
+from tuner.results import EXPLOITS_FILE, read_exploits
+from tuner.spaces import Algorithm, Distribution, SearchSpace, nest_config
+
+__all__ = ["ExactPB2", "ExactPBT", "build_population_scheduler"]
+
+
+def build_population_scheduler(space: SearchSpace, experiment_dir: str | Path) -> Any:
+    """Ray's PBT or PB2 with egotune's exploits, on the reported ``epoch``, synchronous."""
+    settings = space.scheduler
+    assert settings.mutations is not None
+    if settings.seed is not None:
+        random.seed(settings.seed)  # Ray's PBT draws donors and mutations from `random`
+    common = {
+        "time_attr": "epoch",
+        "metric": settings.metric,
+        "mode": settings.mode,
+        "perturbation_interval": settings.perturbation_interval,
+        "quantile_fraction": settings.quantile_fraction,
+        "synch": True,
+        "log_config": False,
+        "experiment_dir": str(experiment_dir),
+    }
+    if settings.algorithm == Algorithm.PB2:
+        bounds = {key: [d.low, d.high] for key, d in settings.mutations.items()}
+        return ExactPB2(hyperparam_bounds=bounds, **common)
+    mutations = {key: _domain(d) for key, d in settings.mutations.items()}
+    return ExactPBT(
+        hyperparam_mutations=mutations,
+        resample_probability=settings.resample_probability,
+        **common,
+    )
+
+
+def _domain(distribution: Distribution) -> Any:
+    from ray import tune
+
+    if distribution.kind == "choice":
+        return list(distribution.choices)
+    low, high = float(distribution.low or 0), float(distribution.high or 0)
+    if distribution.kind == "loguniform":
+        return tune.loguniform(low, high)
+    if distribution.kind == "randint":
+        return tune.randint(int(low), int(high) + 1)
+    return tune.uniform(low, high)
+
+
+class _ExactExploits:
+    """Mixin in front of Ray's PBT/PB2: exploits only from states on disk, pinned, recorded."""
+
+    _trial_state: dict[Any, Any]
+
+    def __init__(self, *args: Any, experiment_dir: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._experiment_dir = Path(experiment_dir)
+
+    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        if _at_its_end(self._trial_state[trial].last_result, trial.config):
+            return  # the trial has run all its epochs: nothing would continue from the state
+        checkpoint = self._trial_state[trial_to_clone].last_checkpoint
+        pointer = read_pointer(checkpoint.path) if checkpoint is not None else None
+        store = self._experiment_dir / CHECKPOINTS_DIR
+        if pointer is None or not pin_donor_files(
+            store, trial.trial_id, trial_to_clone.trial_id, pointer
+        ):
+            print(
+                f"pbt: trial {trial.trial_id} keeps its own state: trial "
+                f"{trial_to_clone.trial_id} has no checkpoint on disk to continue from",
+                flush=True,
+            )
+            return
+        old = dict(trial.config)
+        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        population = dict(old.get(POPULATION_KEY) or {})
+        population["generation"] = int(population.get("generation", 0)) + 1
+        trial.set_config({**trial.config, POPULATION_KEY: population})
+        self._record(trial, trial_to_clone, int(pointer["epoch"]), old, population)
+
+    def _record(
+        self,
+        trial: Any,
+        donor: Any,
+        epoch: int,
+        old: dict[str, Any],
+        population: dict[str, Any],
+    ) -> None:
+        row: dict[str, Any] = {
+            "trial_id": trial.trial_id,
+            "donor_id": donor.trial_id,
+            "epoch": epoch,
+            "generation": population["generation"],
+            "time": time.time(),
+        }
+        for key in population.get("keys", ()):
+            row[f"old.{key}"] = old.get(key)
+            row[f"new.{key}"] = trial.config.get(key)
+        path = self._experiment_dir / EXPLOITS_FILE
+        recorded = read_exploits(self._experiment_dir)
+        table = pd.DataFrame([*recorded.to_dict("records"), row])
+        write_atomic(path, lambda handle: table.to_parquet(handle, index=False))
+        changes = ", ".join(
+            f"{key} {_short(old.get(key))} -> {_short(trial.config.get(key))}"
+            for key in population.get("keys", ())
+        )
+        print(
+            f"pbt: trial {trial.trial_id} continues from trial {donor.trial_id} after epoch "
+            f"{epoch} ({changes})",
+            flush=True,
+        )
+
+
+def _at_its_end(result: dict[str, Any] | None, config: dict[str, Any]) -> bool:
+    if not result or "epoch" not in result:
+        return False
+    trial = TrainConfig.from_dict(nest_config({k: v for k, v in config.items() if k[0] != "_"}))
+    planned = sum(trial.stage_settings(stage).epochs or 0 for stage in trial.stages)
+    return int(result["epoch"]) >= planned
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class ExactPBT(_ExactExploits, PopulationBasedTraining):
+    """Ray's PBT with egotune's exploits (see the module docstring)."""
+
+
+class ExactPB2(_ExactExploits, PB2):
+    """Ray's PB2 with egotune's exploits (see the module docstring)."""
