@@ -8,6 +8,7 @@ queued, instead of a driver that hangs or trials that stay PENDING forever.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ def connect(
         "logging_config": ray.LoggingConfig(log_level="WARNING"),
     }
     if address is None:
+        _quiet_token_notice()
         kwargs.update(
             num_cpus=num_cpus,
             include_dashboard=include_dashboard,
@@ -83,6 +85,20 @@ def connect(
         dashboard_url=_dashboard_url(info),
         started_here=address is None,
     )
+
+
+def _quiet_token_notice() -> None:
+    """Drop Ray's notice that a local cluster uses the token it found in ``~/.ray/auth_token``
+    (it is the safe default and needs nothing from the user); its warning that a cluster runs
+    without a token still shows."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenNoticeFilter) for f in notice.filters):
+        notice.addFilter(_TokenNoticeFilter())
+
+
+class _TokenNoticeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def use_token_when_available() -> None:

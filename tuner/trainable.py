@@ -41,6 +41,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import tempfile
 import time
 from functools import cache
@@ -66,7 +67,7 @@ from tuner.config import TrainConfig
 from tuner.engine import Trainer
 from tuner.population import PINNED_PREFIX, POPULATION_KEY
 from tuner.results import COMPUTED_BY, PREDICTIONS_KEY
-from tuner.sharing import TrialSharing
+from tuner.sharing import ENDED_FILE, TrialSharing
 
 __all__ = [
     "ACTOR_NAME_PREFIX",
@@ -220,18 +221,43 @@ def _branch(
     trainer: Trainer, checkpoints: RunCheckpoints, store: Path, sharing: TrialSharing
 ) -> list[dict[str, Any]]:
     """Start from the first branch state of ``sharing.sources`` on disk; returns the rows of
-    the epochs it holds. Without any, the trial computes its epochs from the first."""
+    the epochs it holds. A source that ended before its branch epoch (ASHA stopped it) lends
+    its newest resume state up to that epoch instead: those epochs are shared all the same.
+    Without either, the trial computes its epochs from the first."""
     for source, epoch in sharing.sources:
         path = CheckpointFolder(store / source).branch_path(epoch)
-        if not path.is_file():
-            continue
-        state = load_checkpoint(path)
-        trainer.continue_from(state)
-        checkpoints.history[:] = state.get("history", [])
-        checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
-        print(f"trial continues after epoch {epoch} of trial {source}", flush=True)
-        return list(checkpoints.history)
+        if path.is_file():
+            return _continue_branch(trainer, checkpoints, path, source)
+    for source, epoch in sharing.sources:
+        path = _earlier_state(store / source, epoch)
+        if path is not None:
+            return _continue_branch(trainer, checkpoints, path, source)
     return []
+
+
+def _earlier_state(folder: Path, epoch: int) -> Path | None:
+    """The newest resume state of an ended trial's ``folder`` at or before ``epoch``."""
+    if not (folder / ENDED_FILE).is_file():
+        return None  # still running: its older states may be rotated away under us
+    states = [
+        (int(match.group(1)), path)
+        for path in folder.glob("state-e*.pt")
+        if (match := re.fullmatch(r"state-e(\d+)\.pt", path.name)) and int(match.group(1)) <= epoch
+    ]
+    return max(states)[1] if states else None
+
+
+def _continue_branch(
+    trainer: Trainer, checkpoints: RunCheckpoints, path: Path, source: str
+) -> list[dict[str, Any]]:
+    state = load_checkpoint(path)
+    best_file = state.get("best_file")  # a resume state keeps its best weights apart
+    best = load_checkpoint(path.parent / best_file)["model"] if best_file else None
+    trainer.continue_from(state, best)
+    checkpoints.history[:] = state.get("history", [])
+    checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
+    print(f"trial continues after epoch {trainer.global_epoch} of trial {source}", flush=True)
+    return list(checkpoints.history)
 
 
 def _write_pointer(folder: Path, saved: SavedCheckpoint, trial_id: str) -> None:

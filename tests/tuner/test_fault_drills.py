@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
+from tests.drills import kill_search_when, resume_search, wait_for
 from tuner.config import TrainConfig
 from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.results import read_predictions
@@ -74,16 +72,6 @@ def trainable_pids() -> set[int]:
 
 def parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def wait_for(condition, timeout: float = 300.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not reached")
 
 
 def raylet_pids(node) -> set[int]:
@@ -182,31 +170,16 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tm
     space.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "results"
     experiment = storage / "driverkill"
-    command = [sys.executable, "-m", "tuner.cli", "search"]
-    first = subprocess.Popen(
-        [*command, str(space), "--data", str(synthetic_root), "--storage", str(storage),
-         "--name", "driverkill"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: len(checkpoints(experiment)) >= 4 or first.poll() is not None, every=0.2)
-        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
-        first.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 <pid>` would
-        first.wait(timeout=30)
-    finally:
-        time.sleep(1)
-        os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
+    kill_search_when(
+        space, synthetic_root, storage, "driverkill", lambda: len(checkpoints(experiment)) >= 4
+    )
     before = (
         pd.read_parquet(experiment / "epochs.parquet")
         if (experiment / "epochs.parquet").exists()
         else pd.DataFrame()
     )
 
-    resumed = subprocess.run(
-        [*command, "--resume", "driverkill", "--storage", str(storage)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume_search(storage, "driverkill")
     trials, rows = assert_each_epoch_once(experiment)
     assert len(trials) == 4
     last_epochs = rows.groupby("trial_id")["epoch"].max()

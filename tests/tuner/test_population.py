@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import fields
 
 import pytest
@@ -16,7 +13,8 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tests.tuner.test_fault_drills import trainable_pids, wait_for
+from tests.drills import kill_search_when, resume_search, wait_for
+from tests.tuner.test_fault_drills import trainable_pids
 from tests.tuner.test_results import assert_real_png
 from tuner import results
 from tuner.checkpoint import load_checkpoint
@@ -218,28 +216,14 @@ def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
     space.write_text(yaml.safe_dump(population_doc()))
     storage = tmp_path / "results"
     experiment = storage / "pbtdriver"
-    command = [sys.executable, "-m", "tuner.cli", "search"]
-    first = subprocess.Popen(
-        [*command, str(space), "--data", str(synthetic_root), "--storage", str(storage),
-         "--name", "pbtdriver"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for(
-            lambda: (experiment / results.EXPLOITS_FILE).is_file() or first.poll() is not None,
-            every=0.2,
-        )
-        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        time.sleep(1)
-        os.killpg(first.pid, signal.SIGKILL)
-    resumed = subprocess.run(
-        [*command, "--resume", "pbtdriver", "--storage", str(storage)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kill_search_when(
+        space,
+        synthetic_root,
+        storage,
+        "pbtdriver",
+        lambda: (experiment / results.EXPLOITS_FILE).is_file(),
+    )
+    resume_search(storage, "pbtdriver")
     done = results.load_experiment(experiment)
     assert len(done.trials) == 4 and set(done.trials["status"]) == {"TERMINATED"}
     epochs = done.epochs

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,6 +13,7 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
+from tests.drills import kill_search_when, resume_search
 from tuner import results
 from tuner.checkpoint import CheckpointError
 from tuner.cli import main
@@ -127,6 +123,33 @@ def test_a_branch_continues_exactly_as_its_own_run(synthetic_root):
     assert list(continued["epoch"]) == [3, 4]
     pd.testing.assert_frame_equal(continued, alone.iloc[2:].reset_index(drop=True))
     assert continued["lr"].iloc[0] == pytest.approx(values_lr(values) * 0.5)
+
+
+def test_a_branch_whose_source_ended_early_continues_from_its_last_state(synthetic_root, tmp_path):
+    """ASHA stopped the source before its branch epoch: its newest resume state up to that
+    epoch (best weights kept apart) still holds epochs the branch shares."""
+    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints
+    from tuner.sharing import ENDED_FILE, TrialSharing
+    from tuner.trainable import _branch
+
+    index = discover(synthetic_root)
+    values = {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 4, "milestones": [3]}
+    source = Trainer(TrainConfig.from_dict({**values, "gamma": 0.1}), index)
+    written = RunCheckpoints(source, CheckpointFolder(tmp_path / "src"), CheckpointPolicy(1))
+    for record in source.run(max_epochs=2):
+        written.history.append({**record.to_dict(), "computed_by": "src"})
+        written.after_epoch(1.0, stage_end=False, last=False, now=True)
+    written.close(wait=True)
+    sharing = TrialSharing(sources=(("src", 3),))
+    branch = Trainer(TrainConfig.from_dict({**values, "gamma": 0.5}), index)
+    mine = RunCheckpoints(branch, CheckpointFolder(tmp_path / "mine"), CheckpointPolicy(1))
+    assert _branch(branch, mine, tmp_path, sharing) == []  # the source has not ended yet
+    (tmp_path / "src" / ENDED_FILE).write_text("{}")
+    rows = _branch(branch, mine, tmp_path, sharing)
+    assert [(row["epoch"], row["computed_by"]) for row in rows] == [(1, "src"), (2, "src")]
+    assert branch.best["epoch"] in (1, 2) and branch.best_model is not None
+    alone = records(Trainer(TrainConfig.from_dict({**values, "gamma": 0.5}), index))
+    pd.testing.assert_frame_equal(records(branch), alone.iloc[2:].reset_index(drop=True))
 
 
 def values_lr(values: dict) -> float:
@@ -239,28 +262,14 @@ def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(synthetic_roo
     space.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "results"
     store = storage / "sharekill" / "checkpoints"
-    command = [sys.executable, "-m", "tuner.cli", "search"]
-    first = subprocess.Popen(
-        [*command, str(space), "--data", str(synthetic_root), "--storage", str(storage),
-         "--name", "sharekill"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while len(list(store.glob("*/branch-e*.pt"))) < 2 and first.poll() is None:
-            assert time.monotonic() < deadline, "no branch state within 300 s"
-            time.sleep(0.1)
-        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        time.sleep(1)
-        os.killpg(first.pid, signal.SIGKILL)
-    resumed = subprocess.run(
-        [*command, "--resume", "sharekill", "--storage", str(storage)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kill_search_when(
+        space,
+        synthetic_root,
+        storage,
+        "sharekill",
+        lambda: len(list(store.glob("*/branch-e*.pt"))) >= 2,
+    )
+    resume_search(storage, "sharekill")
     experiment = results.load_experiment(storage / "sharekill")
     assert len(experiment.trials) == 8 and set(experiment.trials["status"]) == {"TERMINATED"}
     epochs = experiment.epochs

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, to_hex
+from matplotlib.ticker import MaxNLocator
 
 from tuner.results._load import (
     Experiment,
@@ -121,6 +122,7 @@ def _draw_metric(ax: Axes, run: pd.DataFrame, metric: str, label: str) -> None:
         name = "training" if split == "train" else "validation"
         ax.plot(run["epoch"], run[column], color=color, marker=marker, ms=3, lw=1.4, label=name)
     ax.set_xlabel("Epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
     ax.grid(alpha=0.25)
 

@@ -1,0 +1,62 @@
+"""Driver-kill drills: an ``egotune search`` subprocess killed with SIGKILL, then resumed.
+
+The search runs in its own process group (``python -m tuner.cli search``, which starts its own
+local Ray). :func:`kill_search_when` kills the driver alone, as ``kill -9 <pid>`` would, once
+``ready()`` holds, then the rest of its group (the local Ray it started);
+:func:`resume_search` runs ``egotune search --resume`` to the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SEARCH = [sys.executable, "-m", "tuner.cli", "search"]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 300.0, every: float = 0.05) -> Any:
+    """The first truthy value of ``condition()``, polled every ``every`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def kill_search_when(
+    space: Path, data: Path, storage: Path, name: str, ready: Callable[[], bool]
+) -> None:
+    """Start the search ``name`` and SIGKILL it once ``ready()`` holds (it must still run)."""
+    first = subprocess.Popen(
+        [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: ready() or first.poll() is not None, every=0.2)
+        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
+        first.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 <pid>` would
+        first.wait(timeout=30)
+    finally:
+        time.sleep(1)
+        os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
+
+
+def resume_search(storage: Path, name: str) -> None:
+    """``egotune search --resume name`` to the end; it must succeed."""
+    resumed = subprocess.run(
+        [*SEARCH, "--resume", name, "--storage", str(storage)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
