@@ -2,13 +2,14 @@
 
 Usage: ``egotune bench prefix_sharing [--epochs N] [--json] [--no-record]``
 
-The grid is a Fig. 10-shaped one sized for a CPU: Ego-RNN stage 1 (ResNet-18, random weights,
-64 px, 3 frames) on a small synthetic GTEA61, ``lr`` [1e-3, 1e-2] x ``milestones`` [[2], [3]] x
-``gamma`` [0.1, 0.5] (8 trials), two at a time, through :func:`tuner.search.run_search` on one
-local Ray: first with ``share_prefixes: true`` (the default), then ``false``. Reported: each
-search's wall time, the trial-epochs it trained (rows whose ``computed_by`` is the trial
-itself) against the plan, and the largest difference between the two searches' per-epoch
-validation losses, configuration by configuration (0 on a CPU: the shared epochs are exact).
+The grid is a Fig. 10-shaped one sized for a CPU: Ego-RNN stage 1 with the demo's model
+(ResNet-18, random weights, 64 px, 4 frames, a 128-channel ConvLSTM) on a synthetic GTEA61 of 4
+classes, ``lr`` [1e-3, 1e-2] x ``milestones`` [[2], [3]] x ``gamma`` [0.1, 0.5] (8 trials), two at
+a time, through :func:`tuner.search.run_search` on one local Ray: first with
+``share_prefixes: true`` (the default), then ``false``. Reported: each search's wall time, the
+trial-epochs it trained (rows whose ``computed_by`` is the trial itself) against the plan, and
+the largest difference between the two searches' per-epoch validation losses, configuration by
+configuration (0 on a CPU: the shared epochs are exact).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ TINY = {
     "backbone": "resnet18",
     "weights": "none",
     "crop_size": 64,
-    "frames": 3,
-    "batch_size": 4,
-    "mem_size": 32,
+    "frames": 4,
+    "batch_size": 8,
+    "mem_size": 128,
     "num_workers": 0,
 }
 
@@ -55,20 +56,21 @@ def measure(epochs: int) -> dict[str, Any]:
 
     from data_pipeline import synthesize
     from tuner import results
+    from tuner._ray_session import connect
     from tuner.search import SearchOptions, run_search
     from tuner.spaces import parse_space
 
     figures: dict[str, Any] = {}
     curves = {}
     with tempfile.TemporaryDirectory(prefix="egotune-bench-sharing-") as tmp:
-        root = synthesize(Path(tmp) / "data", classes=4, videos_per_class=1, size=(96, 64), seed=3)
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+        root = synthesize(Path(tmp) / "data", classes=4, videos_per_class=3, size=(130, 73), seed=3)
+        connect(None, num_cpus=2, include_dashboard=False)  # started before either clock runs
         try:
             for share in (True, False):
                 name = "shared" if share else "unshared"
                 space = parse_space(space_doc(share, epochs), source=f"{name}.yaml", name=name)
                 options = SearchOptions(
-                    data=root.root, storage=Path(tmp) / "results", name=name, verbose=0
+                    data=root.root, storage=Path(tmp) / "results", name=name, num_cpus=2, verbose=0
                 )
                 start = time.perf_counter()
                 outcome = run_search(space, options)

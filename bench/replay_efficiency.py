@@ -41,7 +41,7 @@ from tuner.replay import (
     load_recorded,
     replay_search,
 )
-from tuner.spaces import ALGORITHMS
+from tuner.spaces import REPLAYABLE
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fig10-synthetic"
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", nargs="?", default=str(FIXTURE), help="experiment")
     parser.add_argument("--storage", type=Path, help="results folder holding EXP")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per scheduler (10)")
-    parser.add_argument("--schedulers", default=",".join(ALGORITHMS), help="comma-separated")
+    parser.add_argument("--schedulers", default=",".join(REPLAYABLE), help="comma-separated")
     parser.add_argument("--grace-period", type=int, default=4, help="ASHA (4, see above)")
     parser.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA (3)")
     parser.add_argument(

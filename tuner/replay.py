@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from tuner.errors import EgotuneError, UsageError
-from tuner.spaces import ALGORITHMS, ASHA_REDUCTION_FACTOR, Algorithm, asha_grace_period
+from tuner.spaces import ASHA_REDUCTION_FACTOR, REPLAYABLE, Algorithm, asha_grace_period
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -316,7 +316,7 @@ class ReplaySettings:
     """How one replayed search runs."""
 
     algorithm: str
-    """One of :data:`ALGORITHMS`."""
+    """One of :data:`tuner.spaces.REPLAYABLE`."""
     seed: int = 0
     """Seed of the searcher (random, Optuna) or of the order of the trials (grid, ASHA)."""
     num_samples: int | None = None
@@ -333,8 +333,8 @@ class ReplaySettings:
     """Pause before each report, as a fraction of the epoch's recorded time."""
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise UsageError(f"--scheduler {self.algorithm}: choose one of {', '.join(ALGORITHMS)}")
+        if self.algorithm not in REPLAYABLE:
+            raise UsageError(f"--scheduler {self.algorithm}: choose one of {', '.join(REPLAYABLE)}")
         for name, value in (("max-concurrent", self.max_concurrent), ("seed", self.seed)):
             if value < (1 if name == "max-concurrent" else 0):
                 raise UsageError(f"--{name} {value}: out of range")

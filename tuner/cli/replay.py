@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import UsageError
-from tuner.spaces import ALGORITHMS, Algorithm
+from tuner.spaces import REPLAYABLE, Algorithm
 
 __all__ = ["register"]
 
-REPLAYED = tuple(a for a in ALGORITHMS if not Algorithm(a).population)
 """Algorithms a replay can run: a population search needs states, not recorded curves."""
 
 
@@ -69,7 +68,7 @@ def register(subparsers: Any) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from tuner.replay import ReplaySettings, load_recorded, replay_search
 
-    algorithms = _algorithms(args.scheduler, REPLAYED)
+    algorithms = _algorithms(args.scheduler, REPLAYABLE)
     _check_flags(args, algorithms)
     curves = load_recorded(args.experiment, args.storage)
     sharing = _sharing(args.experiment, args.storage)

@@ -65,6 +65,9 @@ class Algorithm(enum.StrEnum):
 
 
 ALGORITHMS = tuple(a.value for a in Algorithm)
+REPLAYABLE = tuple(a.value for a in Algorithm if not a.population)
+"""Schedulers ``egotune replay`` can run on recorded curves: a population-based search
+continues trials from other trials' states, which recorded curves cannot do."""
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "best_val_acc")
 """Metrics a search can optimise: what every trial reports each epoch (``EpochRecord``)."""
 ASHA_REDUCTION_FACTOR = 3.0
