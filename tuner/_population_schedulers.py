@@ -27,7 +27,7 @@ def build_population_scheduler(space: SearchSpace, experiment_dir: str | Path) -
     assert settings.mutations is not None
     if settings.seed is not None:
         random.seed(settings.seed)  # Ray's PBT draws donors and mutations from `random`
-    common = {
+    common: dict[str, Any] = {
         "time_attr": "epoch",
         "metric": settings.metric,
         "mode": settings.mode,

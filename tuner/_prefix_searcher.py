@@ -47,9 +47,9 @@ class PrefixSharingSearcher(Searcher):
         self._store = Path(store)
         self._trial_ids: list[str | None] = [None] * len(self._configs)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if all(assigned is not None for assigned in self._trial_ids):
-            return Searcher.FINISHED
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's own sentinel
         for index, assigned in enumerate(self._trial_ids):
             if assigned is None and self._ready(index):
                 self._assign(index, trial_id)

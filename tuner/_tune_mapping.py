@@ -206,6 +206,8 @@ def build_scheduler(space: SearchSpace, experiment_dir: str | Path | None = None
     if settings.population:
         from tuner._population_schedulers import build_population_scheduler
 
+        if experiment_dir is None:
+            raise ValueError("a population search records its exploits in its experiment folder")
         return build_population_scheduler(space, experiment_dir)
     if not settings.uses_asha:
         return None

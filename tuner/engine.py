@@ -511,10 +511,6 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
 def _to_device(state: dict[str, Tensor] | None, device: torch.device) -> dict[str, Tensor] | None:
     if state is None:
         return None

@@ -229,9 +229,9 @@ def _branch(
         if path.is_file():
             return _continue_branch(trainer, checkpoints, path, source)
     for source, epoch in sharing.sources:
-        path = _earlier_state(store / source, epoch)
-        if path is not None:
-            return _continue_branch(trainer, checkpoints, path, source)
+        earlier = _earlier_state(store / source, epoch)
+        if earlier is not None:
+            return _continue_branch(trainer, checkpoints, earlier, source)
     return []
 
 
