@@ -65,10 +65,37 @@ class _ExactExploits:
     """Mixin in front of Ray's PBT/PB2: exploits only from states on disk, pinned, recorded."""
 
     _trial_state: dict[Any, Any]
+    _next_perturbation_sync: float
+    _perturbation_interval: float
 
     def __init__(self, *args: Any, experiment_dir: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._experiment_dir = Path(experiment_dir)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
+        if chosen is None and self._release_barrier(tune_controller):
+            chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
+        return chosen
+
+    def _release_barrier(self, tune_controller: Any) -> bool:
+        """Synchronous PBT pauses each trial at a perturbation point until every live trial
+        reaches it, and checks again only when a result arrives. A trial that ends short of
+        the point instead (Tune gave up on it after its retries) would leave the others paused
+        for ever: when every live trial is paused at the point, let them continue (the next
+        point perturbs as usual). Returns whether it did."""
+        from ray.tune.experiment import Trial
+
+        live = tune_controller.get_live_trials()
+        if not live or any(t.status != Trial.PAUSED for t in live):
+            return False
+        sync = self._next_perturbation_sync
+        reached = [self._trial_state[t].last_train_time for t in live]
+        if min(reached) < sync:
+            return False
+        self._next_perturbation_sync = max(sync, max(reached)) + self._perturbation_interval
+        print(f"pbt: a trial ended short of epoch {sync}; the trials waiting there continue")
+        return True
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         if _at_its_end(self._trial_state[trial].last_result, trial.config):
