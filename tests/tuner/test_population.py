@@ -169,6 +169,39 @@ def test_curves_draw_the_lineage_of_an_exploited_trial(pbt, tmp_path, capsys):
     assert_real_png(out, (800, 300))
 
 
+def test_trials_paused_at_a_perturbation_point_continue_when_the_one_behind_ended(tmp_path):
+    """Tune gave up on a trial short of the point (an error past its retries): the trials
+    waiting there for it continue instead of staying paused for ever."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    @dataclass(eq=False)  # hashed by identity, as Tune's trials are
+    class Stub:
+        status: str
+        trial_id: str
+
+    from tuner._population_schedulers import build_population_scheduler
+
+    scheduler = build_population_scheduler(parse_space(population_doc()), tmp_path)
+    scheduler._next_perturbation_sync = 4
+    paused = [Stub(Trial.PAUSED, f"p{i}") for i in range(3)]
+    behind = Stub(Trial.RUNNING, "b")
+    for trial, reached in [*((t, 4) for t in paused), (behind, 2)]:
+        scheduler._trial_state[trial] = SimpleNamespace(last_train_time=reached)
+
+    def controller(*trials):
+        live = [t for t in trials if t.status in (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)]
+        return SimpleNamespace(get_trials=lambda: list(trials), get_live_trials=lambda: live)
+
+    assert scheduler.choose_trial_to_run(controller(*paused, behind)) is None  # it may still come
+    assert scheduler._next_perturbation_sync == 4
+    behind.status = Trial.ERROR
+    assert scheduler.choose_trial_to_run(controller(*paused, behind)) in paused
+    assert scheduler._next_perturbation_sync == 6  # the next point perturbs as usual
+
+
 @pytest.mark.slow
 def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path, local_ray):
     space = parse_space(population_doc("pb2"), source="pb2.yaml", name="pb2")
