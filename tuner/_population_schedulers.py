@@ -86,7 +86,12 @@ class _ExactExploits:
         point perturbs as usual). Returns whether it did."""
         from ray.tune.experiment import Trial
 
-        live = tune_controller.get_live_trials()
+        # Tune's "live" trials include the ones it gave up on (ERROR), and so does its barrier
+        live = [
+            t
+            for t in tune_controller.get_live_trials()
+            if t.status not in (Trial.ERROR, Trial.TERMINATED)
+        ]
         if not live or any(t.status != Trial.PAUSED for t in live):
             return False
         sync = self._next_perturbation_sync
