@@ -208,14 +208,19 @@ class CheckpointFolder:
             if name not in wanted:
                 self.path(name).unlink(missing_ok=True)
 
-    def newest_state(self) -> Path | None:
-        """The newest complete resume state in the folder, or ``None``."""
+    def newest_state(self, up_to: int | None = None) -> Path | None:
+        """The newest complete resume state in the folder (after epoch ``up_to`` at the
+        latest, when given), or ``None``."""
         if not self.versioned:
             latest = self.path(self.state_name(0))
-            return latest if latest.is_file() else None
-        names = [n for n in self._index() if self.path(n).is_file()]
+            return latest if latest.is_file() and up_to is None else None
+
+        def wanted(name: str) -> bool:
+            return up_to is None or 0 <= _epoch_of(name) <= up_to
+
+        names = [n for n in self._index() if wanted(n) and self.path(n).is_file()]
         if not names and self.folder.is_dir():
-            names = [p.name for p in self.folder.glob("state-e*.pt")]
+            names = [p.name for p in self.folder.glob("state-e*.pt") if wanted(p.name)]
         return self.path(max(names, key=_epoch_of)) if names else None
 
     def _index(self) -> dict[str, str | None]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import re
 import tempfile
 import time
 from functools import cache
@@ -239,12 +238,7 @@ def _earlier_state(folder: Path, epoch: int) -> Path | None:
     """The newest resume state of an ended trial's ``folder`` at or before ``epoch``."""
     if not (folder / ENDED_FILE).is_file():
         return None  # still running: its older states may be rotated away under us
-    states = [
-        (int(match.group(1)), path)
-        for path in folder.glob("state-e*.pt")
-        if (match := re.fullmatch(r"state-e(\d+)\.pt", path.name)) and int(match.group(1)) <= epoch
-    ]
-    return max(states)[1] if states else None
+    return CheckpointFolder(folder).newest_state(up_to=epoch)
 
 
 def _continue_branch(
