@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.gtea_trees import Tree, make_tree
+from tests.tuner.test_errors_cli import write_earlier_experiments
 from tests.tuner.test_errors_dataset import FATAL, _no_layout
 from tests.tuner.test_errors_spaces import BAD_FILES
 from tuner.cli import main
-from tuner.results import write_experiment_metadata
 
 TINY_MODEL = [
     "--set=weights=none",
@@ -57,16 +57,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Tree:
 def place(template: Tree, tmp_path: Path) -> Place:
     root = tmp_path / "data"
     shutil.copytree(template.root, root)
-    storage = tmp_path / "results"
-    for name in ("alpha", "beta"):
-        write_experiment_metadata(
-            storage / name,
-            space_name="demo",
-            space_text="fixed: {model: ego_rnn}\n",
-            overrides={},
-            dataset_fingerprint="0" * 64,
-            argv=["egotune"],
-        )
+    storage = write_earlier_experiments(tmp_path / "results")
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me")
     return Place(Tree(root, template.layout, list(template.videos)), storage, blocker, tmp_path)

@@ -51,7 +51,11 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
 @pytest.fixture
 def storage(tmp_path: Path) -> Path:
     """A results folder holding two earlier experiments."""
-    folder = tmp_path / "results"
+    return write_earlier_experiments(tmp_path / "results")
+
+
+def write_earlier_experiments(folder: Path) -> Path:
+    """Experiments ``alpha`` and ``beta`` (their metadata only) in ``folder``."""
     for name in ("alpha", "beta"):
         write_experiment_metadata(
             folder / name,
