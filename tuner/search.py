@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline import (
+    GTEA61_CLASSES,
     DatasetIndex,
     dataset_fingerprint,
     discover,
@@ -49,7 +50,7 @@ from tuner._tune_mapping import (
 )
 from tuner.config import TrainConfig, flatten_config
 from tuner.errors import EgotuneError, UsageError
-from tuner.preflight import require_imagenet_weights
+from tuner.preflight import require_imagenet_weights, state_bytes
 from tuner.results import STORAGE_ENV, write_experiment_metadata
 from tuner.sharing import SharingPlan, plan_sharing
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
@@ -58,8 +59,8 @@ from tuner.trainable import CHECKPOINTS_DIR, read_pointer, train_trial
 __all__ = [
     "DATASET_CHECKS_DIR",
     "DEFAULT_MAX_FAILURES",
-    "MIN_FREE_BYTES",
     "PREREQUISITES_DIR",
+    "STATES_OF_HEADROOM",
     "SearchOptions",
     "SearchOutcome",
     "run_search",
@@ -70,8 +71,9 @@ PREREQUISITES_DIR = "_prerequisites"
 
 DATASET_CHECKS_DIR = "_dataset_checks"
 """``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
-MIN_FREE_BYTES = 1 << 30
-"""Free space ``--storage`` must have when a search starts."""
+STATES_OF_HEADROOM = 2
+"""Free space ``--storage`` must have when a search starts, in resume states of its largest
+trial: the first state a trial keeps and the one it writes next."""
 # Keys a prerequisite run takes from the trials when its own config does not set them: they
 # decide weight shapes or where and how the run executes, so a mismatch could not be loaded.
 _INHERITED_KEYS = (
@@ -133,6 +135,7 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     """Run (or resume) ``space`` on Ray Tune and return where its results are."""
     _refuse_uri_storage(options.storage)
     storage = _prepare_storage(options.storage)
+    _check_free_space(storage, space)
     # egotune's tables hold every metric (and the per-video predictions); Tune's per-trial
     # result.json and progress.csv would copy them into every trial folder. Without them, the
     # result grid Tune builds at the end cannot read per-trial metrics and would say so.
@@ -212,14 +215,26 @@ def _prepare_storage(storage: Path) -> Path:
             f"--storage {storage}: not writable ({exc.strerror or exc}); "
             f"choose another folder or set ${STORAGE_ENV}"
         ) from None
-    free = shutil.disk_usage(storage).free
-    if free < MIN_FREE_BYTES:
-        raise UsageError(
-            f"--storage {storage}: only {free / 2**20:.0f} MiB free, a search needs at least "
-            f"{MIN_FREE_BYTES / 2**30:g} GiB for its checkpoints; free some space or choose "
-            "another folder"
-        )
     return storage
+
+
+def _check_free_space(storage: Path, space: SearchSpace) -> None:
+    """Room for the first checkpoints of the search's largest model, estimated from its shapes
+    (with GTEA61's 61 classes, an upper bound for any subset)."""
+    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
+    state = state_bytes([*space.expand(), *prerequisites], len(GTEA61_CLASSES))
+    free = shutil.disk_usage(storage).free
+    if free < STATES_OF_HEADROOM * state:
+        raise UsageError(
+            f"--storage {storage}: only {_mib(free)} free; a trial of this search keeps "
+            f"checkpoints of up to {_mib(state)} each and needs room for at least "
+            f"{STATES_OF_HEADROOM} ({_mib(STATES_OF_HEADROOM * state)}); free some space or "
+            "choose another folder"
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
 
 
 def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:

@@ -83,9 +83,9 @@ def _keys(frame):
 
 
 @pytest.fixture(scope="module")
-def grid_run(tmp_path_factory):
+def grid_run(module_tmp, tmp_path_factory):
     """A 2 x 2 grid; trials planned for 4 epochs are stopped after epoch 3."""
-    storage = tmp_path_factory.mktemp("grid")
+    storage = module_tmp
     callback = ParquetResultsCallback(
         storage / "exp", planned_epochs=lambda config: config["epochs"], flush_interval_s=0.5
     )

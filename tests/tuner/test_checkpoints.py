@@ -106,6 +106,17 @@ def test_a_run_cut_between_checkpoints_replays_to_the_same_metrics(synthetic_roo
     assert head[:newest] + tail == straight
 
 
+def test_the_free_space_check_bounds_every_state_a_run_writes(synthetic_root, tmp_path):
+    from tuner.preflight import state_bytes
+
+    values = {"stage": "both", "stage1": {"epochs": 1}, "epochs": 2}
+    trainer = make_trainer(synthetic_root, **values)
+    run(trainer, tmp_path, every=1)
+    written = max(path.stat().st_size for path in tmp_path.glob("state-e*.pt"))
+    bound = state_bytes([tiny_config_values(**values)], len(trainer.classes))
+    assert written <= bound < 2 * written  # an upper bound, and a close one
+
+
 def test_a_failed_write_is_raised_in_the_training_loop(synthetic_root, tmp_path, monkeypatch):
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

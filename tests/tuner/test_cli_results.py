@@ -37,7 +37,7 @@ def storage(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_experiment(synthetic_root, tmp_path_factory, local_ray) -> Path:
+def real_experiment(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> Path:
     """A real grid of two learning rates by two seeds, two epochs each, on a local Ray."""
     fixed = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1")}
     doc = {
@@ -46,7 +46,7 @@ def real_experiment(synthetic_root, tmp_path_factory, local_ray) -> Path:
         "scheduler": {"algorithm": "grid"},
         "resources": {"cpus": 1, "gpus": 0},
     }
-    storage = tmp_path_factory.mktemp("results")
+    storage = module_tmp
     options = SearchOptions(data=synthetic_root, storage=storage, name="real", verbose=0, argv=[])
     outcome = run_search(parse_space(doc, source="real.yaml", name="real"), options)
     return outcome.experiment_dir

@@ -54,9 +54,11 @@ resources: {cpus: 1, gpus: 0}
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict[str, str]:
+def searched(
+    module_tmp, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
+) -> dict[str, str]:
     """One real search in a fresh interpreter, its console and its JSON report."""
-    folder = tmp_path_factory.mktemp("console")
+    folder = module_tmp
     space = folder / "tiny.yaml"
     space.write_text(TINY_SPACE)
     env = {**os.environ, "EGOTUNE_CACHE_DIR": str(folder / "cache")}

@@ -98,8 +98,8 @@ def test_the_bundled_pbt_space_extends_fig10(capsys):
 
 
 @pytest.fixture(scope="module")
-def pbt(synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
-    storage = tmp_path_factory.mktemp("pbt")
+def pbt(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
+    storage = module_tmp
     space = parse_space(population_doc(), source="pbt.yaml", name="pbt")
     outcome = run_search(space, SearchOptions(data=synthetic_root, storage=storage, verbose=0))
     assert outcome.num_errors == 0

@@ -26,14 +26,14 @@ def search(root: Path, storage: Path, name: str, doc: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def grid(synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
+def grid(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
     doc = {
         "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 3},
         "grid": {"lr": [1e-2, 1e-4]},
         "scheduler": {"algorithm": "grid"},
         "resources": {"cpus": 1, "gpus": 0},
     }
-    storage = tmp_path_factory.mktemp("results")
+    storage = module_tmp
     return results.load_experiment(search(synthetic_root, storage, "grid", doc))
 
 

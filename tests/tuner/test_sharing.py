@@ -188,8 +188,10 @@ def by_configuration(experiment: results.Experiment, frame: pd.DataFrame) -> pd.
 
 
 @pytest.fixture(scope="module")
-def searches(synthetic_root, tmp_path_factory, local_ray) -> dict[bool, results.Experiment]:
-    storage = tmp_path_factory.mktemp("sharing")
+def searches(
+    module_tmp, synthetic_root, tmp_path_factory, local_ray
+) -> dict[bool, results.Experiment]:
+    storage = module_tmp
     done = {}
     for share in (True, False):
         name = f"share-{str(share).lower()}"

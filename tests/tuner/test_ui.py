@@ -92,8 +92,8 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def grid_storage(tmp_path_factory) -> Path:
-    storage = tmp_path_factory.mktemp("ui-storage")
+def grid_storage(module_tmp, tmp_path_factory) -> Path:
+    storage = module_tmp
     write_handmade(storage / "grid")
     return storage
 
