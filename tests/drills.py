@@ -8,6 +8,7 @@ local Ray). :func:`kill_search_when` kills the driver alone, as ``kill -9 <pid>`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,7 +49,8 @@ def kill_search_when(
         first.wait(timeout=30)
     finally:
         time.sleep(1)
-        os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
+        with contextlib.suppress(ProcessLookupError):  # a driver that failed left no group
+            os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
 
 
 def resume_search(storage: Path, name: str) -> None:

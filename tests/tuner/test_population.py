@@ -25,9 +25,9 @@ METRICS = [f.name for f in fields(EpochRecord) if f.name not in (*TIME_FIELDS, "
 EPOCHS = 6
 
 
-def population_doc(algorithm: str = "pbt", **scheduler: object) -> dict:
+def population_doc(algorithm: str = "pbt", epochs: int = EPOCHS, **scheduler: object) -> dict:
     return {
-        "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": EPOCHS, "milestones": [4]},
+        "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": epochs, "milestones": [4]},
         "sample": {"lr": {"loguniform": [1e-4, 3e-2]}},
         "scheduler": {
             "algorithm": algorithm,
@@ -200,12 +200,12 @@ def test_trials_paused_at_a_perturbation_point_continue_when_the_one_behind_ende
 
 @pytest.mark.slow
 def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path, local_ray):
-    space = parse_space(population_doc("pb2"), source="pb2.yaml", name="pb2")
+    space = parse_space(population_doc("pb2", epochs=4), source="pb2.yaml", name="pb2")
     outcome = run_search(space, SearchOptions(data=synthetic_root, storage=tmp_path, verbose=0))
     assert outcome.num_errors == 0
     experiment = results.load_experiment(outcome.experiment_dir)
     assert len(experiment.exploits) >= 1
-    assert (experiment.epochs.groupby("trial_id")["epoch"].max() == EPOCHS).all()
+    assert (experiment.epochs.groupby("trial_id")["epoch"].max() == 4).all()
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -213,8 +213,8 @@ def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
-    space = tmp_path / "pbtdriver.yaml"
-    space.write_text(yaml.safe_dump(population_doc()))
+    space = tmp_path / "pbtdriver.yaml"  # two trials: the lower one exploits the other at epoch 2
+    space.write_text(yaml.safe_dump(population_doc(epochs=4, num_samples=2)))
     storage = tmp_path / "results"
     experiment = storage / "pbtdriver"
     kill_search_when(
@@ -226,9 +226,9 @@ def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
     )
     resume_search(storage, "pbtdriver")
     done = results.load_experiment(experiment)
-    assert len(done.trials) == 4 and set(done.trials["status"]) == {"TERMINATED"}
+    assert len(done.trials) == 2 and set(done.trials["status"]) == {"TERMINATED"}
     epochs = done.epochs
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     per_trial = epochs.groupby("trial_id")["epoch"].apply(sorted)
-    assert all(list(run) == list(range(1, EPOCHS + 1)) for run in per_trial)
+    assert all(list(run) == [1, 2, 3, 4] for run in per_trial)
     assert len(done.exploits) >= 1

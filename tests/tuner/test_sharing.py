@@ -258,7 +258,8 @@ def undisturbed(root: Path, values: dict) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(synthetic_root, tmp_path):
-    doc = grid_doc(True)
+    doc = grid_doc(True, epochs=4)  # four trials: one prefix, two milestone and four gamma branches
+    doc["grid"]["lr"] = [1e-2]
     doc["fixed"]["checkpoint_every"] = 2
     space = tmp_path / "sharekill.yaml"
     space.write_text(yaml.safe_dump(doc))
@@ -269,15 +270,15 @@ def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(synthetic_roo
         synthetic_root,
         storage,
         "sharekill",
-        lambda: len(list(store.glob("*/branch-e*.pt"))) >= 2,
+        lambda: len(list(store.glob("*/branch-e*.pt"))) >= 1,
     )
     resume_search(storage, "sharekill")
     experiment = results.load_experiment(storage / "sharekill")
-    assert len(experiment.trials) == 8 and set(experiment.trials["status"]) == {"TERMINATED"}
+    assert len(experiment.trials) == 4 and set(experiment.trials["status"]) == {"TERMINATED"}
     epochs = experiment.epochs
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     per_trial = epochs.groupby("trial_id")["epoch"].apply(sorted)
-    assert all(list(run) == [1, 2, 3, 4, 5] for run in per_trial)
+    assert all(list(run) == [1, 2, 3, 4] for run in per_trial)
     trials = experiment.trials.set_index("trial_id")
     for trial_id in (trials.index[0], trials.index[-1]):
         values = {**doc["fixed"], **trials.loc[trial_id, HYPERPARAMETERS].to_dict()}
