@@ -39,6 +39,8 @@ def cluster_env() -> dict[str, str]:
         **os.environ,
         "RAY_AUTH_MODE": "token",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # workers export their metrics every 2 s instead of 10: a short search is seen running
+        "RAY_metrics_report_interval_ms": "2000",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

@@ -78,20 +78,20 @@ def egotune(*args: str) -> list[str]:
     return [sys.executable, "-m", "tuner.cli", *args]
 
 
-def scrape(cluster: LoopbackCluster, metric: str, experiment: str) -> list[str]:
-    """Sample lines of ``metric`` for ``experiment`` across every node's metrics endpoint."""
-    lines = []
+def scrape(cluster: LoopbackCluster, metrics: tuple[str, ...], experiment: str) -> dict:
+    """Sample lines of each of ``metrics`` for ``experiment``, read from every node's metrics
+    endpoint once (one snapshot for all of them)."""
+    lines: dict[str, list[str]] = {metric: [] for metric in metrics}
     for target in cluster.metrics_endpoints():
         try:
             with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as response:
                 text = response.read().decode()
         except OSError:
             continue
-        lines += [
-            line
-            for line in text.splitlines()
-            if line.startswith(f"ray_{metric}{{") and f'experiment="{experiment}"' in line
-        ]
+        for line in text.splitlines():
+            for metric in metrics:
+                if line.startswith(f"ray_{metric}{{") and f'experiment="{experiment}"' in line:
+                    lines[metric].append(line)
     return lines
 
 
@@ -114,19 +114,20 @@ def test_search_spreads_over_two_nodes_with_named_actors_and_metrics(
                 "--name", "spread", "--address", cluster.address),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    seen: dict[str, list[str]] = {}
+    metrics = ("egotune_val_acc", "egotune_epoch", "egotune_clips_per_s")
+    seen: dict[str, list[str]] = {metric: [] for metric in metrics}
     try:
         while search.poll() is None:
-            for metric in ("egotune_val_acc", "egotune_epoch", "egotune_clips_per_s"):
-                seen[metric] = seen.get(metric) or scrape(cluster, metric, "spread")
-            time.sleep(2)
+            for metric, lines in scrape(cluster, metrics, "spread").items():
+                seen[metric] = seen[metric] or lines
+            time.sleep(1)
         output = search.stdout.read() if search.stdout else ""
     finally:
         search.kill()
     assert search.returncode == 0, output[-3000:]
     assert_complete_tables(storage / "spread", trials=2, epochs=4)
 
-    for metric in ("egotune_val_acc", "egotune_epoch", "egotune_clips_per_s"):
+    for metric in metrics:
         assert seen[metric], f"{metric} never appeared on {cluster.metrics_endpoints()}"
         assert re.search(r'trial="[^"]+"', seen[metric][0])
 
