@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.egotune-installed
+# test files run two at a time (whole files per worker, so a module's shared search runs once)
+PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: setup demo test test-fast coverage lint typecheck pytest bench clean
 
@@ -25,13 +27,13 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 
 test: lint typecheck pytest
 
 # the everyday loop: everything but the real-cluster, fault-drill and long subprocess tests
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest $(PARALLEL) -m "not slow" -q
 
 # line coverage of the three packages over the whole suite (htmlcov/index.html)
 coverage: $(STAMP)

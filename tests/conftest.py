@@ -17,14 +17,31 @@ SYNTH_CLASSES = 4
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Decoded-frame stores of test runs go to a temporary folder, not the user's cache."""
+    """Decoded-frame stores of test runs go to a temporary folder, not the user's cache. Ray's
+    token file exists before any test starts a Ray: the local clusters of parallel workers would
+    otherwise each write a new one, and a client could read another cluster's token."""
     if "EGOTUNE_CACHE_DIR" not in os.environ:
         os.environ["EGOTUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="egotune-test-cache-")
+    if not hasattr(config, "workerinput") and not (Path.home() / ".ray" / "auth_token").is_file():
+        from ray._private.authentication.authentication_token_setup import (
+            generate_and_save_token,
+        )
+
+        generate_and_save_token()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that stop the shared local Ray (to start clusters of their own) run last, so the
-    shared one starts once for all the others."""
+    shared one starts once for all the others. In a parallel run (``-n``, whole files per
+    worker) the files with the most slow tests go first, so that no worker is left with a
+    long file at the end while the other waits."""
+    if getattr(config.option, "numprocesses", None):
+        slow: dict[str, int] = {}
+        for item in items:
+            slow[item.location[0]] = slow.get(item.location[0], 0) + bool(
+                item.get_closest_marker("slow")
+            )
+        items.sort(key=lambda item: -slow[item.location[0]])
     items.sort(key=lambda item: "own_ray_cluster" in getattr(item, "fixturenames", ()))
 
 
@@ -47,13 +64,7 @@ def _ray_auth_mode_stays_put() -> Iterator[None]:
         os.environ["RAY_AUTH_MODE"] = before
 
 
-@pytest.fixture(scope="session")
-def local_ray() -> None:
-    """The suite's one local Ray: 2 CPUs, no GPU, no dashboard, quiet workers.
-
-    Started by the first test that asks for it and kept for every later one (a Ray start costs
-    seconds). Tests that need a cluster of their own (``own_ray_cluster``) run after all others.
-    """
+def _start_local_ray() -> None:
     import ray
 
     if not ray.is_initialized():
@@ -64,6 +75,23 @@ def local_ray() -> None:
             log_to_driver=False,
             logging_level="ERROR",
         )
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> None:
+    """The suite's one local Ray: 2 CPUs, no GPU, no dashboard, quiet workers.
+
+    Started by the first test that asks for it and kept for every later one (a Ray start costs
+    seconds). Tests that need a cluster of their own (``own_ray_cluster``) run after all others
+    in a plain run; in a parallel run (``-n``) a test after them starts it again.
+    """
+    _start_local_ray()
+
+
+@pytest.fixture(autouse=True)
+def _local_ray_is_up(request: pytest.FixtureRequest) -> None:
+    if "local_ray" in request.fixturenames and "own_ray_cluster" not in request.fixturenames:
+        _start_local_ray()
 
 
 @pytest.fixture

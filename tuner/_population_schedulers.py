@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from tuner._atomic import write_atomic
 from tuner._checkpoints import CHECKPOINTS_DIR, read_pointer
 from tuner.config import TrainConfig
 from tuner.population import POPULATION_KEY, pin_donor_files
-from tuner.results import EXPLOITS_FILE, read_exploits
+from tuner.results import EXPLOIT_ID, EXPLOITS_FILE, read_exploits
 from tuner.spaces import Algorithm, Distribution, SearchSpace, nest_config
 
 __all__ = ["ExactPB2", "ExactPBT", "build_population_scheduler"]
@@ -67,10 +68,37 @@ class _ExactExploits:
     _trial_state: dict[Any, Any]
     _next_perturbation_sync: float
     _perturbation_interval: float
+    _time_attr: str
+    _metric: Any
+    _metric_op: Any
+    _synch: bool
 
     def __init__(self, *args: Any, experiment_dir: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._experiment_dir = Path(experiment_dir)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        """Ray's PBT starts every added trial's bookkeeping at time 0, and Tune adds a trial
+        again when it retries it after a failure and when ``--resume`` restores it: the trial
+        would then perturb off the population's schedule (a resumed search at epoch 3 instead of
+        4) and count as behind the barrier. Its last reported result says where it is."""
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+        result = trial.run_metadata.last_result or {}  # not `last_result`: it may ask the actor
+        reached = result.get(self._time_attr)
+        if not isinstance(reached, int | float) or reached <= 0:
+            return
+        interval = self._perturbation_interval
+        state = self._trial_state[trial]
+        state.last_train_time = reached
+        state.last_perturbation_time = (reached // interval) * interval
+        state.last_result = result
+        if self._metric in result:
+            state.last_score = self._metric_op * result[self._metric]
+        state.last_checkpoint = trial.checkpoint
+        if self._synch:
+            self._next_perturbation_sync = max(
+                self._next_perturbation_sync, state.last_perturbation_time + interval
+            )
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
@@ -121,6 +149,7 @@ class _ExactExploits:
         super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
         population = dict(old.get(POPULATION_KEY) or {})
         population["generation"] = int(population.get("generation", 0)) + 1
+        population["exploit"] = uuid.uuid4().hex[:12]  # the trial reports it with its epochs
         trial.set_config({**trial.config, POPULATION_KEY: population})
         self._record(trial, trial_to_clone, int(pointer["epoch"]), old, population)
 
@@ -137,6 +166,7 @@ class _ExactExploits:
             "donor_id": donor.trial_id,
             "epoch": epoch,
             "generation": population["generation"],
+            EXPLOIT_ID: population["exploit"],
             "time": time.time(),
         }
         for key in population.get("keys", ()):

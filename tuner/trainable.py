@@ -65,7 +65,7 @@ from tuner.checkpoint import load_checkpoint
 from tuner.config import TrainConfig
 from tuner.engine import Trainer
 from tuner.population import PINNED_PREFIX, POPULATION_KEY
-from tuner.results import COMPUTED_BY, PREDICTIONS_KEY
+from tuner.results import COMPUTED_BY, EXPLOIT_ID, GENERATION, PREDICTIONS_KEY
 from tuner.sharing import ENDED_FILE, TrialSharing
 
 __all__ = [
@@ -134,6 +134,11 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
     population = config.get(POPULATION_KEY) or {}
     run = _Run(trainer, checkpoints, trial_id, tags, save_at=set(sharing.save_at))
     run.exploit_every = int(population.get("interval") or 0)
+    if population:
+        run.lineage = {
+            GENERATION: int(population.get("generation") or 0),
+            EXPLOIT_ID: population.get("exploit"),
+        }
     stopped = True
     try:
         run.replay(shared_rows)
@@ -171,6 +176,10 @@ class _Run:
         self.save_at = save_at
         self.exploit_every = 0
         """Population search: epochs between two states it may exploit (0: none)."""
+        self.lineage: dict[str, Any] = {}
+        """Population search: the number of exploits behind this run's config and the id of
+        the last, reported with every epoch (what confirms an exploit the scheduler recorded,
+        see ``tuner.results``)."""
 
     def replay(self, rows: list[dict[str, Any]]) -> None:
         """Report the epochs this trial shares with the trial it branched from, as that trial
@@ -188,6 +197,7 @@ class _Run:
         extra: dict[str, Any] = {"startup_s": startup_s}
         for record in trainer.run():
             metrics = {**record.to_dict(), **extra, COMPUTED_BY: self.trial_id}
+            metrics.update({k: v for k, v in self.lineage.items() if v is not None})
             stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
             stage_end = trainer.stage_epoch >= stage_epochs
             blocked, size = checkpoints.after_epoch(

@@ -57,7 +57,8 @@ def assert_each_epoch_once(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def trainable_pids() -> set[int]:
-    """Processes running a Tune function trainable (Ray titles them ``ray::ImplicitFunc``)."""
+    """Processes running a Tune function trainable (Ray titles them ``ray::ImplicitFunc``) that
+    descend from this process: the trials of its own Ray, not of another test run's."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -65,9 +66,21 @@ def trainable_pids() -> set[int]:
                 title = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::ImplicitFunc"):
+            if title.startswith(b"ray::ImplicitFunc") and _descends_from_here(int(entry.name)):
                 found.add(int(entry.name))
     return found
+
+
+def _descends_from_here(pid: int) -> bool:
+    here = os.getpid()
+    while pid > 1:
+        try:
+            pid = parent_pid(pid)
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == here:
+            return True
+    return False
 
 
 def parent_pid(pid: int) -> int:

@@ -21,6 +21,7 @@ from tuner.results._store import (
     COMPUTED_BY,
     EPOCH_SCHEMA,
     EPOCHS_DIR,
+    EXPLOIT_ID,
     SCHEMA_VERSION,
     TRIALS_FILE,
     read_epochs,
@@ -31,6 +32,7 @@ from tuner.results._store import (
 __all__ = [
     "FINISHED",
     "Experiment",
+    "confirmed_exploits",
     "hashable",
     "hyperparameter_columns",
     "is_experiment_dir",
@@ -109,8 +111,16 @@ class Experiment:
     def exploits(self) -> pd.DataFrame:
         """``exploits.parquet`` of a population search (PBT, PB2): one row per exploit, with
         the recipient, the donor, the epoch, the recipient's generation and ``old.<key>`` /
-        ``new.<key>`` per mutated key; empty for other searches."""
-        return read_exploits(self.path)
+        ``new.<key>`` per mutated key; empty for other searches.
+
+        Only exploits the recipient went on from: the scheduler writes a row when it decides
+        one, and a driver killed before Tune saved that decision leaves a row no trial followed
+        (on ``--resume`` the trial goes on from its own state, and may be exploited again at the
+        same epoch). Every epoch of a population trial reports the id of the last exploit behind
+        its config, so a row stands when its trial reported the next epoch under its id (a live
+        search shows an exploit from then on).
+        """
+        return confirmed_exploits(read_exploits(self.path), self.epochs)
 
     @property
     def hyperparameters(self) -> list[str]:
@@ -122,6 +132,24 @@ class Experiment:
         """The trials that ended, with a value in ``best_val_acc``."""
         done = self.trials[self.trials["status"] == FINISHED]
         return done.dropna(subset=["best_val_acc"])
+
+
+def confirmed_exploits(exploits: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``exploits`` whose trial reported the epoch after them under their exploit
+    id (all of them for tables written before exploits had ids)."""
+    if exploits.empty or EXPLOIT_ID not in exploits.columns:
+        return exploits
+    if EXPLOIT_ID not in epochs.columns:
+        return exploits.iloc[:0]
+    ran = epochs.dropna(subset=[EXPLOIT_ID])
+    followed = set(zip(ran["trial_id"], ran["epoch"].astype(int), ran[EXPLOIT_ID], strict=True))
+    keep = [
+        (trial, int(epoch) + 1, exploit) in followed
+        for trial, epoch, exploit in zip(
+            exploits["trial_id"], exploits["epoch"], exploits[EXPLOIT_ID], strict=True
+        )
+    ]
+    return exploits[keep].reset_index(drop=True)
 
 
 def load_experiment(

@@ -47,6 +47,8 @@ __all__ = [
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
     "EXPLOITS_FILE",
+    "EXPLOIT_ID",
+    "GENERATION",
     "PART_NAME",
     "SCHEMA_VERSION",
     "TRIALS_FILE",
@@ -98,6 +100,11 @@ _EPOCH_VALUE_COLUMNS = [
     ("computed_by", pa.string()),
 ]
 COMPUTED_BY = "computed_by"
+GENERATION = "generation"
+"""Epochs of a population search: the exploits behind the config the epoch ran with."""
+EXPLOIT_ID = "exploit_id"
+"""Exploits table: the exploit's own id; epochs of a population search: the id of the last
+exploit behind the config the epoch ran with (none before the first)."""
 
 
 def table_metadata(table: str) -> dict[bytes, bytes]:
