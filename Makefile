@@ -2,8 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.egotune-installed
-# test files run two at a time (whole files per worker, so a module's shared search runs once)
-PARALLEL ?= -n 2 --dist loadfile
+# PARALLEL="-n 2 --dist loadfile" runs two test files at a time (pytest-xdist; whole files per
+# worker, so a module's shared search runs once); off by default: trials of two Ray clusters then
+# share the cores, and timing-sensitive drills are measured alone
+PARALLEL ?=
 
 .PHONY: setup demo test test-fast coverage lint typecheck pytest bench clean
 
