@@ -100,6 +100,14 @@ class _ExactExploits:
                 self._next_perturbation_sync, state.last_perturbation_time + interval
             )
 
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        """Ray's synchronous barrier waits for every trial of ``get_live_trials()``, and Tune
+        keeps a trial it gave up on (ERROR) there: the population would wait for it for ever
+        (each later point needing a release). The barrier sees the running population only."""
+        return super().on_trial_result(  # type: ignore[misc]
+            _RunningPopulation(tune_controller), trial, result
+        )
+
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
         if chosen is None and self._release_barrier(tune_controller):
@@ -126,6 +134,8 @@ class _ExactExploits:
         reached = [self._trial_state[t].last_train_time for t in live]
         if min(reached) < sync:
             return False
+        for trial in live:  # perturbed there as far as the clock goes: next stop one interval on
+            self._trial_state[trial].last_perturbation_time = sync
         self._next_perturbation_sync = max(sync, max(reached)) + self._perturbation_interval
         print(f"pbt: a trial ended short of epoch {sync}; the trials waiting there continue")
         return True
@@ -197,6 +207,22 @@ def _at_its_end(result: dict[str, Any] | None, config: dict[str, Any]) -> bool:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class _RunningPopulation:
+    """A view of Tune's controller whose live trials leave out the ended ones."""
+
+    def __init__(self, controller: Any) -> None:
+        self._controller = controller
+
+    def get_live_trials(self) -> list[Any]:
+        from ray.tune.experiment import Trial
+
+        ended = (Trial.ERROR, Trial.TERMINATED)
+        return [t for t in self._controller.get_live_trials() if t.status not in ended]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._controller, name)
 
 
 class ExactPBT(_ExactExploits, PopulationBasedTraining):
