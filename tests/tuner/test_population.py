@@ -229,6 +229,32 @@ def test_an_exploit_stands_once_its_trial_went_on_from_it():
     assert results.confirmed_exploits(older, epochs).equals(older)
 
 
+def test_no_exploit_from_a_trial_without_a_state_on_disk(tmp_path, capsys):
+    """Ray #27170: PBT exploiting a trial that never checkpointed. Without a checkpoint, or with
+    one whose state file is gone, the trial keeps its own state and nothing is recorded."""
+    import json
+    from types import SimpleNamespace
+
+    from tuner._population_schedulers import build_population_scheduler
+
+    scheduler = build_population_scheduler(parse_space(population_doc()), tmp_path)
+    config = {**population_doc()["fixed"], "lr": 1e-3}
+    changed: list[dict] = []
+    trial = SimpleNamespace(trial_id="low", config=config, set_config=changed.append)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    (gone / "pointer.json").write_text(json.dumps({"state": "state-e00002.pt", "epoch": 2}))
+    for checkpoint in (None, SimpleNamespace(path=str(gone))):
+        donor = SimpleNamespace(trial_id="high", config=config)
+        scheduler._trial_state[trial] = SimpleNamespace(last_result={"epoch": 2})
+        scheduler._trial_state[donor] = SimpleNamespace(last_checkpoint=checkpoint)
+        scheduler._exploit(None, trial, donor)
+        said = capsys.readouterr().out
+        assert "trial low keeps its own state: trial high has no checkpoint" in said
+    assert changed == [] and not (tmp_path / results.EXPLOITS_FILE).exists()
+    assert not (tmp_path / "checkpoints" / "low").exists()  # nothing pinned
+
+
 @pytest.mark.slow
 def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path, local_ray):
     space = parse_space(population_doc("pb2", epochs=4), source="pb2.yaml", name="pb2")
