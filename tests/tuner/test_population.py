@@ -240,12 +240,16 @@ def test_no_exploit_from_a_trial_without_a_state_on_disk(tmp_path, capsys):
     scheduler = build_population_scheduler(parse_space(population_doc()), tmp_path)
     config = {**population_doc()["fixed"], "lr": 1e-3}
     changed: list[dict] = []
-    trial = SimpleNamespace(trial_id="low", config=config, set_config=changed.append)
+
+    class Stub(SimpleNamespace):
+        __hash__ = object.__hash__  # hashed by identity, as Tune's trials are
+
+    trial = Stub(trial_id="low", config=config, set_config=changed.append)
     gone = tmp_path / "gone"
     gone.mkdir()
     (gone / "pointer.json").write_text(json.dumps({"state": "state-e00002.pt", "epoch": 2}))
     for checkpoint in (None, SimpleNamespace(path=str(gone))):
-        donor = SimpleNamespace(trial_id="high", config=config)
+        donor = Stub(trial_id="high", config=config)
         scheduler._trial_state[trial] = SimpleNamespace(last_result={"epoch": 2})
         scheduler._trial_state[donor] = SimpleNamespace(last_checkpoint=checkpoint)
         scheduler._exploit(None, trial, donor)
