@@ -188,8 +188,7 @@ def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
     cluster's nodes have their own cache, so nothing is checked there."""
     if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
         return
-    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
-    require_imagenet_weights([*space.expand(), *prerequisites])
+    require_imagenet_weights(_every_run_config(space))
 
 
 def _refuse_uri_storage(storage: Path) -> None:
@@ -221,8 +220,7 @@ def _prepare_storage(storage: Path) -> Path:
 def _check_free_space(storage: Path, space: SearchSpace) -> None:
     """Room for the first checkpoints of the search's largest model, estimated from its shapes
     (with GTEA61's 61 classes, an upper bound for any subset)."""
-    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
-    state = state_bytes([*space.expand(), *prerequisites], len(GTEA61_CLASSES))
+    state = state_bytes(_every_run_config(space), len(GTEA61_CLASSES))
     free = shutil.disk_usage(storage).free
     if free < STATES_OF_HEADROOM * state:
         raise UsageError(
@@ -231,6 +229,12 @@ def _check_free_space(storage: Path, space: SearchSpace) -> None:
             f"{STATES_OF_HEADROOM} ({_mib(STATES_OF_HEADROOM * state)}); free some space or "
             "choose another folder"
         )
+
+
+def _every_run_config(space: SearchSpace) -> list[dict[str, Any]]:
+    """The configs of the search's trials and of its prerequisite runs (flat space cells)."""
+    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
+    return [*space.expand(), *prerequisites]
 
 
 def _mib(size: int) -> str:
