@@ -83,7 +83,7 @@ def _keys(frame):
 
 
 @pytest.fixture(scope="module")
-def grid_run(module_tmp, tmp_path_factory):
+def grid_run(module_tmp):
     """A 2 x 2 grid; trials planned for 4 epochs are stopped after epoch 3."""
     storage = module_tmp
     callback = ParquetResultsCallback(

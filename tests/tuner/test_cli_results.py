@@ -37,7 +37,7 @@ def storage(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_experiment(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> Path:
+def real_experiment(module_tmp, synthetic_root, local_ray) -> Path:
     """A real grid of two learning rates by two seeds, two epochs each, on a local Ray."""
     fixed = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1")}
     doc = {

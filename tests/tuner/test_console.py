@@ -54,9 +54,7 @@ resources: {cpus: 1, gpus: 0}
 
 
 @pytest.fixture(scope="module")
-def searched(
-    module_tmp, tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
-) -> dict[str, str]:
+def searched(module_tmp, synthetic_root: Path) -> dict[str, str]:
     """One real search in a fresh interpreter, its console and its JSON report."""
     folder = module_tmp
     space = folder / "tiny.yaml"

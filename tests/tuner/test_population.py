@@ -103,7 +103,7 @@ def test_the_bundled_pbt_space_extends_fig10(capsys):
 
 
 @pytest.fixture(scope="module")
-def pbt(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
+def pbt(module_tmp, synthetic_root, local_ray) -> results.Experiment:
     storage = module_tmp
     space = parse_space(population_doc(), source="pbt.yaml", name="pbt")
     outcome = run_search(space, SearchOptions(data=synthetic_root, storage=storage, verbose=0))

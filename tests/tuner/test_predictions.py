@@ -26,7 +26,7 @@ def search(root: Path, storage: Path, name: str, doc: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def grid(module_tmp, synthetic_root, tmp_path_factory, local_ray) -> results.Experiment:
+def grid(module_tmp, synthetic_root, local_ray) -> results.Experiment:
     doc = {
         "fixed": {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 3},
         "grid": {"lr": [1e-2, 1e-4]},

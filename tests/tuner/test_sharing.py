@@ -188,9 +188,7 @@ def by_configuration(experiment: results.Experiment, frame: pd.DataFrame) -> pd.
 
 
 @pytest.fixture(scope="module")
-def searches(
-    module_tmp, synthetic_root, tmp_path_factory, local_ray
-) -> dict[bool, results.Experiment]:
+def searches(module_tmp, synthetic_root, local_ray) -> dict[bool, results.Experiment]:
     storage = module_tmp
     done = {}
     for share in (True, False):

@@ -92,7 +92,7 @@ def tree(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def grid_storage(module_tmp, tmp_path_factory) -> Path:
+def grid_storage(module_tmp) -> Path:
     storage = module_tmp
     write_handmade(storage / "grid")
     return storage
