@@ -88,6 +88,16 @@ def local_ray() -> None:
     _start_local_ray()
 
 
+@pytest.fixture(scope="module")
+def local_ray_address(local_ray: None) -> str:
+    """The shared local Ray's GCS address: a subprocess search joins it with ``--address``
+    instead of starting a Ray of its own (seconds per search), as on a cluster."""
+    import ray
+
+    _start_local_ray()
+    return str(ray.get_runtime_context().gcs_address)
+
+
 @pytest.fixture(autouse=True)
 def _local_ray_is_up(request: pytest.FixtureRequest) -> None:
     if "local_ray" in request.fixturenames and "own_ray_cluster" not in request.fixturenames:

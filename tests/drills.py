@@ -1,8 +1,10 @@
 """Driver-kill drills: an ``egotune search`` subprocess killed with SIGKILL, then resumed.
 
-The search runs in its own process group (``python -m tuner.cli search``, which starts its own
-local Ray). :func:`kill_search_when` kills the driver alone, as ``kill -9 <pid>`` would, once
-``ready()`` holds, then the rest of its group (the local Ray it started);
+The search runs in its own process group (``python -m tuner.cli search``), either on a local
+Ray it starts itself or, with ``address``, on a running cluster (the test's own local Ray), as
+a researcher's search on a shared cluster. :func:`kill_search_when` kills the driver alone, as
+``kill -9 <pid>`` would, once ``ready()`` holds, then the rest of its group (the local Ray it
+started, if any; a cluster removes the trials of a dead driver itself);
 :func:`resume_search` runs ``egotune search --resume`` to the end.
 """
 
@@ -33,11 +35,17 @@ def wait_for(condition: Callable[[], Any], timeout: float = 300.0, every: float 
 
 
 def kill_search_when(
-    space: Path, data: Path, storage: Path, name: str, ready: Callable[[], bool]
+    space: Path,
+    data: Path,
+    storage: Path,
+    name: str,
+    ready: Callable[[], bool],
+    address: str | None = None,
 ) -> None:
     """Start the search ``name`` and SIGKILL it once ``ready()`` holds (it must still run)."""
+    argv = [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name]
     first = subprocess.Popen(
-        [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name],
+        [*argv, *_address(address)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -53,12 +61,16 @@ def kill_search_when(
             os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
 
 
-def resume_search(storage: Path, name: str) -> None:
+def resume_search(storage: Path, name: str, address: str | None = None) -> None:
     """``egotune search --resume name`` to the end; it must succeed."""
     resumed = subprocess.run(
-        [*SEARCH, "--resume", name, "--storage", str(storage)],
+        [*SEARCH, "--resume", name, "--storage", str(storage), *_address(address)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def _address(address: str | None) -> list[str]:
+    return ["--address", address] if address else []

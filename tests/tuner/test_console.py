@@ -54,8 +54,9 @@ resources: {cpus: 1, gpus: 0}
 
 
 @pytest.fixture(scope="module")
-def searched(module_tmp, synthetic_root: Path) -> dict[str, str]:
-    """One real search in a fresh interpreter, its console and its JSON report."""
+def searched(module_tmp, synthetic_root: Path, local_ray_address: str) -> dict[str, str]:
+    """Real searches in a fresh interpreter: one on a local Ray of its own (the console and the
+    text report), one with ``--json`` on a running cluster (the test's local Ray)."""
     folder = module_tmp
     space = folder / "tiny.yaml"
     space.write_text(TINY_SPACE)
@@ -65,7 +66,12 @@ def searched(module_tmp, synthetic_root: Path) -> dict[str, str]:
     text = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
     argv[argv.index("tiny")] = "tiny-json"
     as_json = subprocess.run(
-        [*argv, "--json"], capture_output=True, text=True, env=env, timeout=300, check=False
+        [*argv, "--json", "--address", local_ray_address],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert text.returncode == 0, text.stderr[-3000:]
     assert as_json.returncode == 0, as_json.stderr[-3000:]

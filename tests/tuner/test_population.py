@@ -102,13 +102,59 @@ def test_the_bundled_pbt_space_extends_fig10(capsys):
 # -- a real population search ----------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class KilledPopulation:
+    experiment: results.Experiment
+    killed: list[int]  # the trial process killed after the first exploit
+    given_up: bool  # Tune gave the killed trial up and ``--resume`` finished it
+
+
 @pytest.fixture(scope="module")
-def pbt(module_tmp, synthetic_root, local_ray) -> results.Experiment:
-    storage = module_tmp
+def killed_pbt(module_tmp, synthetic_root, local_ray) -> KilledPopulation:
+    """One real PBT search (4 trials, 6 epochs, a perturbation every 2) in which a trial's
+    process is SIGKILLed once the first exploit is written: the population must finish, and
+    every exploit test below reads this disturbed search."""
+    experiment = module_tmp / "pbt"
+    killed: list[int] = []
+
+    def kill_a_trial_after_the_first_exploit() -> None:
+        wait_for(lambda: (experiment / results.EXPLOITS_FILE).is_file())
+        pid = sorted(trainable_pids() - earlier)[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    earlier = trainable_pids()
+    killer = threading.Thread(target=kill_a_trial_after_the_first_exploit, daemon=True)
+    killer.start()
     space = parse_space(population_doc(), source="pbt.yaml", name="pbt")
-    outcome = run_search(space, SearchOptions(data=synthetic_root, storage=storage, verbose=0))
-    assert outcome.num_errors == 0
-    return results.load_experiment(outcome.experiment_dir)
+    options = SearchOptions(data=synthetic_root, storage=module_tmp, name="pbt", verbose=0)
+    outcome = run_search(space, options)  # ends: the others never wait for the killed trial
+    killer.join(timeout=10)
+    given_up = bool(outcome.num_errors)
+    if given_up:
+        # Killed while Tune moved it to a donor's state, the trial's one death counts as two
+        # failures in Ray Tune 2.60 and Tune gives it up; `--resume` brings it back.
+        stopped = results.load_experiment(experiment)
+        assert set(stopped.trials["status"]) <= {"TERMINATED", "ERROR"}
+        assert run_search(space, dataclasses.replace(options, resume=True)).num_errors == 0
+    return KilledPopulation(results.load_experiment(experiment), killed, given_up)
+
+
+@pytest.fixture(scope="module")
+def pbt(killed_pbt: KilledPopulation) -> results.Experiment:
+    return killed_pbt.experiment
+
+
+@pytest.mark.slow
+def test_a_trial_killed_mid_search_resumes_and_the_population_finishes(killed_pbt):
+    assert killed_pbt.killed, "no trial was killed"
+    done = killed_pbt.experiment
+    assert set(done.trials["status"]) == {"TERMINATED"}
+    assert not done.epochs.duplicated(["trial_id", "epoch"]).any()
+    per_trial = done.epochs.groupby("trial_id")["epoch"].apply(sorted)
+    assert all(list(run) == list(range(1, EPOCHS + 1)) for run in per_trial)
+    assert set(done.exploits["epoch"]) <= {2, 4}
+    assert done.trials["num_failures"].sum() >= 1  # the killed trial was retried or resumed
 
 
 def test_exploits_are_recorded_and_every_trial_keeps_each_epoch_once(pbt):
@@ -259,33 +305,29 @@ def test_no_exploit_from_a_trial_without_a_state_on_disk(tmp_path, capsys):
     assert not (tmp_path / "checkpoints" / "low").exists()  # nothing pinned
 
 
-@pytest.mark.slow
-def test_pb2_runs_a_population_and_records_its_exploits(synthetic_root, tmp_path, local_ray):
-    space = parse_space(population_doc("pb2", epochs=4), source="pb2.yaml", name="pb2")
-    outcome = run_search(space, SearchOptions(data=synthetic_root, storage=tmp_path, verbose=0))
-    assert outcome.num_errors == 0
-    experiment = results.load_experiment(outcome.experiment_dir)
-    assert len(experiment.exploits) >= 1
-    assert (experiment.epochs.groupby("trial_id")["epoch"].max() == 4).all()
-
-
 # -- faults ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
-    space = tmp_path / "pbtdriver.yaml"  # two trials: the lower one exploits the other at epoch 2
-    space.write_text(yaml.safe_dump(population_doc(epochs=4, num_samples=2)))
+def test_a_killed_driver_resumes_a_pb2_population_search(
+    synthetic_root, tmp_path, local_ray_address
+):
+    """PB2 (Ray's PBT with a GP-chosen explore) on a running cluster: two trials, the lower one
+    exploits the other at epoch 2; the driver is killed once that exploit is written (the
+    cluster removes its trials) and ``--resume`` finishes."""
+    space = tmp_path / "pb2driver.yaml"
+    space.write_text(yaml.safe_dump(population_doc("pb2", epochs=4, num_samples=2)))
     storage = tmp_path / "results"
-    experiment = storage / "pbtdriver"
+    experiment = storage / "pb2driver"
     kill_search_when(
         space,
         synthetic_root,
         storage,
-        "pbtdriver",
+        "pb2driver",
         lambda: (experiment / results.EXPLOITS_FILE).is_file(),
+        address=local_ray_address,
     )
-    resume_search(storage, "pbtdriver")
+    resume_search(storage, "pb2driver", address=local_ray_address)
     done = results.load_experiment(experiment)
     assert len(done.trials) == 2 and set(done.trials["status"]) == {"TERMINATED"}
     epochs = done.epochs
@@ -293,43 +335,7 @@ def test_a_killed_driver_resumes_a_population_search(synthetic_root, tmp_path):
     per_trial = epochs.groupby("trial_id")["epoch"].apply(sorted)
     assert all(list(run) == [1, 2, 3, 4] for run in per_trial)
     assert len(done.exploits) >= 1
-    # on the population's schedule after the resume (Ray's PBT would restart its clock at 0
-    # and perturb again at epoch 3), and each exploit one that a trial went on from
+    # on the population's schedule after the resume (Ray's PBT and PB2 would restart their
+    # clock at 0 and perturb again at epoch 3), and each exploit one that a trial went on from
     assert set(done.exploits["epoch"]) == {2}
     assert set(done.exploits["exploit_id"]) <= set(epochs["exploit_id"].dropna())
-
-
-@pytest.mark.slow
-def test_a_trial_killed_mid_search_resumes_and_the_population_finishes(
-    synthetic_root, tmp_path, local_ray
-):
-    experiment = tmp_path / "pbtkill"
-    killed: list[int] = []
-
-    def kill_a_trial_after_the_first_exploit() -> None:
-        wait_for(lambda: (experiment / results.EXPLOITS_FILE).is_file())
-        pid = sorted(trainable_pids() - earlier)[0]
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    earlier = trainable_pids()
-    killer = threading.Thread(target=kill_a_trial_after_the_first_exploit, daemon=True)
-    killer.start()
-    space = parse_space(population_doc(), source="pbtkill.yaml", name="pbtkill")
-    options = SearchOptions(data=synthetic_root, storage=tmp_path, name="pbtkill", verbose=0)
-    outcome = run_search(space, options)  # ends: the others never wait for the killed trial
-    killer.join(timeout=10)
-    assert killed
-    if outcome.num_errors:
-        # Killed while Tune moved it to a donor's state, the trial's one death counts as two
-        # failures in Ray Tune 2.60 and Tune gives it up; `--resume` brings it back.
-        done = results.load_experiment(experiment)
-        assert set(done.trials["status"]) <= {"TERMINATED", "ERROR"}
-        resumed = run_search(space, dataclasses.replace(options, resume=True))
-        assert resumed.num_errors == 0
-    done = results.load_experiment(experiment)
-    assert set(done.trials["status"]) == {"TERMINATED"}
-    assert not done.epochs.duplicated(["trial_id", "epoch"]).any()
-    per_trial = done.epochs.groupby("trial_id")["epoch"].apply(sorted)
-    assert all(list(run) == list(range(1, EPOCHS + 1)) for run in per_trial)
-    assert set(done.exploits["epoch"]) <= {2, 4}

@@ -255,7 +255,10 @@ def undisturbed(root: Path, values: dict) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(synthetic_root, tmp_path):
+def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(
+    synthetic_root, tmp_path, local_ray_address
+):
+    """On a running cluster: the driver is killed once a branch state is written."""
     doc = grid_doc(True, epochs=4)  # four trials: one prefix, two milestone and four gamma branches
     doc["grid"]["lr"] = [1e-2]
     doc["fixed"]["checkpoint_every"] = 2
@@ -269,8 +272,9 @@ def test_a_killed_driver_resumes_a_sharing_grid_to_the_same_curves(synthetic_roo
         storage,
         "sharekill",
         lambda: len(list(store.glob("*/branch-e*.pt"))) >= 1,
+        address=local_ray_address,
     )
-    resume_search(storage, "sharekill")
+    resume_search(storage, "sharekill", address=local_ray_address)
     experiment = results.load_experiment(storage / "sharekill")
     assert len(experiment.trials) == 4 and set(experiment.trials["status"]) == {"TERMINATED"}
     epochs = experiment.epochs
