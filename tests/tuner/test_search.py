@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +14,7 @@ import pytest
 from tests.conftest import tiny_config_values
 from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
-from tuner.search import PREREQUISITES_DIR, SearchOptions, run_search
+from tuner.search import PREREQUISITES_DIR, SearchOptions, SearchOutcome, run_search
 from tuner.spaces import parse_space
 
 TINY_FIXED = {
@@ -50,17 +53,35 @@ def read_tables(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
-def test_grid_search_with_a_prerequisite_writes_matching_tables(
-    local_ray, synthetic_root, tmp_path
-):
-    outcome = run_search(space(grid_doc()), options(synthetic_root, tmp_path, "grid"))
+@dataclass
+class Searched:
+    storage: Path
+    outcome: SearchOutcome
+    console: str
+
+
+@pytest.fixture(scope="module")
+def grid(module_tmp, local_ray, synthetic_root) -> Searched:
+    """A stage-2 grid after its stage-1 prerequisite, checkpointing every 2 of 3 epochs, run
+    with Tune's console on (``verbose=1``)."""
+    doc = grid_doc(epochs=3)
+    doc["fixed"]["checkpoint_every"] = 2
+    run = SearchOptions(data=synthetic_root, storage=module_tmp, name="grid", verbose=1, argv=[])
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+        outcome = run_search(space(doc), run)
+    return Searched(module_tmp, outcome, console.getvalue())
+
+
+def test_grid_search_with_a_prerequisite_writes_matching_tables(grid):
+    outcome = grid.outcome
     assert outcome.num_errors == 0
     trials, epochs = read_tables(outcome.experiment_dir)
     assert sorted(trials["lr"]) == [1e-4, 1e-3]
     assert set(trials["status"]) == {"TERMINATED"}
     assert trials["trial_id"].is_unique
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    assert epochs.groupby("trial_id")["epoch"].apply(sorted).tolist() == [[1, 2], [1, 2]]
+    assert epochs.groupby("trial_id")["epoch"].apply(sorted).tolist() == [[1, 2, 3], [1, 2, 3]]
     for _, trial in trials.iterrows():
         run = epochs[epochs["trial_id"] == trial["trial_id"]]
         assert trial["best_val_acc"] == pytest.approx(run["val_acc"].max())
@@ -71,12 +92,33 @@ def test_grid_search_with_a_prerequisite_writes_matching_tables(
     assert metadata["dataset_fingerprint"]
 
 
-def test_prerequisite_runs_once_and_a_later_search_reuses_it(local_ray, synthetic_root, tmp_path):
-    run_search(space(grid_doc(epochs=1)), options(synthetic_root, tmp_path, "first"))
-    (record,) = list((tmp_path / PREREQUISITES_DIR).glob("*/prerequisite.json"))
+def test_epoch_rows_carry_where_the_time_went_and_checkpoints_are_periodic(grid):
+    from tuner.results import read_epochs, read_trials
+
+    # no forced experiment snapshot per checkpoint, so Tune never warns about them
+    assert "Number of trials: 2/2 (2 TERMINATED)" in grid.console  # the console was captured
+    assert "snapshotting has been triggered" not in grid.console
+    epochs = read_epochs(grid.outcome.experiment_dir)
+    for column in ("train_s", "data_wait_s", "val_s", "checkpoint_s", "report_s"):
+        assert (epochs[column] >= 0).all(), column
+    first = epochs["epoch"] == 1
+    assert (epochs.loc[first, "startup_s"] > 0).all() and epochs.loc[
+        ~first, "startup_s"
+    ].isna().all()
+    persisted = epochs.groupby("epoch")["checkpoint_bytes"].min()
+    assert persisted[1] == 0 and persisted[2] > 0 and persisted[3] > 0  # every 2, and the end
+    for _, trial in read_trials(grid.outcome.experiment_dir).iterrows():
+        best = load_checkpoint(trial["checkpoint"])  # complete weights of the best epoch
+        assert Path(trial["checkpoint"]).name == "best.pt" and "optimizer" not in best
+        assert best["epoch"] == trial["best_epoch"]
+        assert any(key.startswith("backbone.layer1.") for key in best["model"])
+
+
+def test_prerequisite_runs_once_and_a_later_search_reuses_it(grid, synthetic_root):
+    (record,) = list((grid.storage / PREREQUISITES_DIR).glob("*/prerequisite.json"))
     before = record.stat().st_mtime_ns
-    second = run_search(space(grid_doc(epochs=1)), options(synthetic_root, tmp_path, "second"))
-    assert len(list((tmp_path / PREREQUISITES_DIR).glob("*/prerequisite.json"))) == 1
+    second = run_search(space(grid_doc(epochs=1)), options(synthetic_root, grid.storage, "second"))
+    assert len(list((grid.storage / PREREQUISITES_DIR).glob("*/prerequisite.json"))) == 1
     assert record.stat().st_mtime_ns == before
     trials, _ = read_tables(second.experiment_dir)
     handed_on = json.loads(record.read_text())["checkpoint"]
@@ -150,32 +192,3 @@ def test_a_bucket_uri_as_storage_is_refused(synthetic_root):
     with pytest.raises(EgotuneError, match=r"--storage s3:/bucket/x: .*folder every node sees"):
         run_search(space(grid_doc()), options(synthetic_root, Path("s3://bucket/x"), "uri"))
     assert not Path("s3:").exists()
-
-
-def test_epoch_rows_carry_where_the_time_went_and_checkpoints_are_periodic(
-    local_ray, synthetic_root, tmp_path, capfd
-):
-    from tuner.results import read_epochs, read_trials
-
-    doc = grid_doc(epochs=3)
-    del doc["prerequisites"]
-    doc["fixed"]["checkpoint_every"] = 2
-    run = SearchOptions(data=synthetic_root, storage=tmp_path, name="pace", verbose=1, argv=[])
-    outcome = run_search(space(doc), run)
-    console = capfd.readouterr()
-    # no forced experiment snapshot per checkpoint, so Tune never warns about them
-    assert "snapshotting has been triggered" not in console.out + console.err
-    epochs = read_epochs(outcome.experiment_dir)
-    for column in ("train_s", "data_wait_s", "val_s", "checkpoint_s", "report_s"):
-        assert (epochs[column] >= 0).all(), column
-    first = epochs["epoch"] == 1
-    assert (epochs.loc[first, "startup_s"] > 0).all() and epochs.loc[
-        ~first, "startup_s"
-    ].isna().all()
-    persisted = epochs.groupby("epoch")["checkpoint_bytes"].min()
-    assert persisted[1] == 0 and persisted[2] > 0 and persisted[3] > 0  # every 2, and the end
-    for _, trial in read_trials(outcome.experiment_dir).iterrows():
-        best = load_checkpoint(trial["checkpoint"])  # complete weights of the best epoch
-        assert Path(trial["checkpoint"]).name == "best.pt" and "optimizer" not in best
-        assert best["epoch"] == trial["best_epoch"]
-        assert any(key.startswith("backbone.layer1.") for key in best["model"])
