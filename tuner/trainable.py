@@ -91,17 +91,28 @@ _METRIC_TAGS = ("experiment", "trial")
 _PREVIOUS_TRIAL_END: list[float] = []  # on a reused worker, when its previous trial ended
 
 
+REUSE_WAIT_S = 60
+"""Seconds a reused worker waits for the previous trial's thread to end (Tune's default: 2)."""
+
+
 class TrialActorName:
     """Mixin Tune puts in front of the function trainable's actor class (``__mixins__``).
 
     Tune's wrapper class reports its ``_name`` as the actor's repr, which the dashboard and
     ``ray list actors`` show next to each actor; by default every trial shows the function name.
     A reused actor takes the name of each new trial.
+
+    Before reusing the worker for another trial, Tune waits ``TUNE_FUNCTION_THREAD_TIMEOUT_S``
+    (2 s by default) for the previous trial's thread to end, and fails the new trial when it has
+    not: a trial stopped by ASHA ends its thread by releasing its memory, which on a busy node
+    takes longer than that. The worker waits up to :data:`REUSE_WAIT_S` instead, unless the
+    variable is set.
     """
 
     _name: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(REUSE_WAIT_S))
         super().__init__(*args, **kwargs)
         self._name = f"{ACTOR_NAME_PREFIX}{self.trial_name}"  # type: ignore[attr-defined]
 

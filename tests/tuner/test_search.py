@@ -192,3 +192,39 @@ def test_a_bucket_uri_as_storage_is_refused(synthetic_root):
     with pytest.raises(EgotuneError, match=r"--storage s3:/bucket/x: .*folder every node sees"):
         run_search(space(grid_doc()), options(synthetic_root, Path("s3://bucket/x"), "uri"))
     assert not Path("s3:").exists()
+
+
+# -- reused workers --------------------------------------------------------------------------------
+
+
+def _slow_to_end(config: dict) -> None:
+    """Two epochs, then a thread that takes longer to end than Tune waits by default (2 s),
+    as a trial stopped by ASHA releasing its memory on a busy node."""
+    import time
+
+    from ray import tune
+
+    try:
+        for epoch in (1, 2):
+            tune.report({"epoch": epoch})
+    finally:
+        time.sleep(2.5)
+
+
+def test_a_reused_worker_waits_for_the_stopped_trial_before_the_next(local_ray, tmp_path):
+    from ray import tune
+
+    from tuner.trainable import TrialActorName
+
+    _slow_to_end.__mixins__ = (TrialActorName,)  # type: ignore[attr-defined]
+    tuner = tune.Tuner(
+        tune.with_resources(_slow_to_end, {"cpu": 2}),  # one trial at a time: the worker is reused
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="reuse", storage_path=str(tmp_path), stop={"epoch": 1}, verbose=0
+        ),
+    )
+    results = tuner.fit()
+    assert results.num_errors == 0, [str(error)[-500:] for error in results.errors]
+    assert [result.metrics["epoch"] for result in results] == [1, 1]
