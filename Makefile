@@ -2,10 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.egotune-installed
-# PARALLEL="-n 2 --dist loadfile" runs two test files at a time (pytest-xdist; whole files per
-# worker, so a module's shared search runs once); off by default: trials of two Ray clusters then
-# share the cores, and timing-sensitive drills are measured alone
-PARALLEL ?=
+# Two pytest-xdist workers: one runs every test that runs Ray, in order (one Ray at a time, as
+# in a serial run), the other every other test meanwhile (tests/lanes.py). PARALLEL= runs the
+# suite in one process.
+PARALLEL ?= -n 2
 
 .PHONY: setup demo test test-fast coverage lint typecheck pytest bench clean
 

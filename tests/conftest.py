@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from data_pipeline import synthesize
+from tests import lanes
 
 SYNTH_CLASSES = 4
 
@@ -28,21 +29,20 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
         generate_and_save_token()
+    lanes.prepare(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that stop the shared local Ray (to start clusters of their own) run last, so the
-    shared one starts once for all the others. In a parallel run (``-n``, whole files per
-    worker) the files with the most slow tests go first, so that no worker is left with a
-    long file at the end while the other waits."""
-    if getattr(config.option, "numprocesses", None):
-        slow: dict[str, int] = {}
-        for item in items:
-            slow[item.location[0]] = slow.get(item.location[0], 0) + bool(
-                item.get_closest_marker("slow")
-            )
-        items.sort(key=lambda item: -slow[item.location[0]])
+    shared one starts once for all the others. In a parallel run the tests that run Ray form
+    one lane, run by one worker in this order (:mod:`tests.lanes`)."""
     items.sort(key=lambda item: "own_ray_cluster" in getattr(item, "fixturenames", ()))
+    lanes.report(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without xdist, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    return lanes.make_scheduler(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -99,9 +99,18 @@ def local_ray_address(local_ray: None) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _local_ray_is_up(request: pytest.FixtureRequest) -> None:
+def _local_ray_is_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Starts the shared Ray again for a test that needs it after one that stopped it. In a
+    parallel run, a test outside the Ray lane that starts Ray fails: it would share the cores
+    with the other lane's trials unannounced (it should ask for ``local_ray``)."""
     if "local_ray" in request.fixturenames and "own_ray_cluster" not in request.fixturenames:
         _start_local_ray()
+    yield
+    if lanes.in_lanes(request.config) and not lanes.uses_ray(request.node):
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+            pytest.fail("this test started Ray without asking for local_ray", pytrace=False)
 
 
 @pytest.fixture

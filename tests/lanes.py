@@ -1,0 +1,85 @@
+"""Two lanes for a parallel run (``pytest -n 2``, what ``make test`` runs).
+
+Every test that runs Ray (it asks for a Ray fixture, or it is ``slow``: real clusters, fault
+drills, searches in fresh interpreters) goes to one worker, which runs them in collection order:
+one Ray at a time, as in a serial run, so that trials and fault drills never share the cores
+with another Ray's trials. The other worker runs every other test meanwhile, then helps.
+
+pytest-xdist schedules by node id in the controller, which collects nothing; the workers write
+the node ids of the Ray lane into a folder they share with it (``EGOTUNE_TEST_LANES``), and the
+controller's scheduler reads them once every worker has collected (xdist schedules only then).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RAY_FIXTURES = frozenset({"local_ray", "local_ray_address", "own_ray_cluster"})
+RAY_LANE = "ray-lane"
+LANES_ENV = "EGOTUNE_TEST_LANES"
+
+
+def uses_ray(item: pytest.Item) -> bool:
+    """A test that runs Ray: it asks for one of the Ray fixtures, or it is ``slow``."""
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & RAY_FIXTURES) or item.get_closest_marker("slow") is not None
+
+
+def in_lanes(config: pytest.Config) -> bool:
+    """A worker of a run whose controller schedules by lanes."""
+    return hasattr(config, "workerinput") and bool(os.environ.get(LANES_ENV))
+
+
+def prepare(config: pytest.Config) -> None:
+    """In the controller of a ``-n`` run: the folder the workers report their Ray lane to
+    (workers start after this and inherit it)."""
+    if _schedules_by_lanes(config) and not hasattr(config, "workerinput"):
+        os.environ[LANES_ENV] = tempfile.mkdtemp(prefix="egotune-test-lanes-")
+
+
+def report(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker: write the node ids of the Ray lane, once collected."""
+    if in_lanes(config):
+        worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+        ray_ids = [item.nodeid for item in items if uses_ray(item)]
+        target = Path(os.environ[LANES_ENV]) / f"{worker}.json"
+        partial = target.with_suffix(".part")
+        partial.write_text(json.dumps(ray_ids))
+        partial.replace(target)
+
+
+def make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The controller's scheduler: xdist's scope scheduling with the Ray lane as one scope
+    (given first, as the largest) and every other test a scope of its own."""
+    if not _schedules_by_lanes(config):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    folder = Path(os.environ[LANES_ENV])
+
+    class LaneScheduling(LoadScopeScheduling):
+        _ray_ids: frozenset[str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._ray_ids is None:
+                self._ray_ids = frozenset(
+                    nodeid
+                    for report in sorted(folder.glob("*.json"))
+                    for nodeid in json.loads(report.read_text())
+                )
+            return RAY_LANE if nodeid in self._ray_ids else nodeid
+
+    return LaneScheduling(config, log)
+
+
+def _schedules_by_lanes(config: pytest.Config) -> bool:
+    """``-n N`` with xdist's default ``--dist load``; other ``--dist`` modes are left alone."""
+    return bool(config.getoption("numprocesses", None)) and (
+        config.getoption("dist", "no") == "load"
+    )
