@@ -103,6 +103,7 @@ def _local_ray_is_up(request: pytest.FixtureRequest) -> Iterator[None]:
     """Starts the shared Ray again for a test that needs it after one that stopped it. In a
     parallel run, a test outside the Ray lane that starts Ray fails: it would share the cores
     with the other lane's trials unannounced (it should ask for ``local_ray``)."""
+    lanes.yield_cpu(request.config, request.node)
     if "local_ray" in request.fixturenames and "own_ray_cluster" not in request.fixturenames:
         _start_local_ray()
     yield

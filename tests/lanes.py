@@ -1,9 +1,11 @@
 """Two lanes for a parallel run (``pytest -n 2``, what ``make test`` runs).
 
-Every test that runs Ray (it asks for a Ray fixture, or it is ``slow``: real clusters, fault
-drills, searches in fresh interpreters) goes to one worker, which runs them in collection order:
-one Ray at a time, as in a serial run, so that trials and fault drills never share the cores
-with another Ray's trials. The other worker runs every other test meanwhile, then helps.
+Every test that runs Ray (it asks for a Ray fixture, or it is marked ``ray``: it starts Ray
+processes of its own, a cluster or a search in a fresh interpreter) goes to one worker, which
+runs them in collection order: one Ray at a time, as in a serial run, so that trials and fault
+drills never share the cores with another Ray's trials. The other worker runs every other test
+meanwhile, at a lower CPU priority (``nice`` 10): the Ray lane is the longer one, and its drills
+wait on real processes.
 
 pytest-xdist schedules by node id in the controller, which collects nothing; the workers write
 the node ids of the Ray lane into a folder they share with it (``EGOTUNE_TEST_LANES``), and the
@@ -26,9 +28,9 @@ LANES_ENV = "EGOTUNE_TEST_LANES"
 
 
 def uses_ray(item: pytest.Item) -> bool:
-    """A test that runs Ray: it asks for one of the Ray fixtures, or it is ``slow``."""
+    """A test that runs Ray: it asks for one of the Ray fixtures, or it is marked ``ray``."""
     names = set(getattr(item, "fixturenames", ()))
-    return bool(names & RAY_FIXTURES) or item.get_closest_marker("slow") is not None
+    return bool(names & RAY_FIXTURES) or item.get_closest_marker("ray") is not None
 
 
 def in_lanes(config: pytest.Config) -> bool:
@@ -52,6 +54,19 @@ def report(config: pytest.Config, items: list[pytest.Item]) -> None:
         partial = target.with_suffix(".part")
         partial.write_text(json.dumps(ray_ids))
         partial.replace(target)
+
+
+def yield_cpu(config: pytest.Config, item: pytest.Item) -> None:
+    """In a worker, before a test outside the Ray lane: lower this worker's CPU priority (and
+    that of what it starts), once. The worker that runs the Ray lane gets it first, so it only
+    yields once that lane is done."""
+    global _yielded
+    if in_lanes(config) and not _yielded and not uses_ray(item):
+        os.nice(10)
+        _yielded = True
+
+
+_yielded = False
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> Any:

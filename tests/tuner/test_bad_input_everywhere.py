@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,14 +53,32 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return make_tree(tmp_path_factory.mktemp("template") / "data", frames=6)
 
 
-@pytest.fixture
-def place(template: Tree, tmp_path: Path) -> Place:
-    root = tmp_path / "data"
-    shutil.copytree(template.root, root)
+def _place(tree: Tree, tmp_path: Path) -> Place:
     storage = write_earlier_experiments(tmp_path / "results")
     blocker = tmp_path / "notes.txt"
     blocker.write_text("keep me")
-    return Place(Tree(root, template.layout, list(template.videos)), storage, blocker, tmp_path)
+    return Place(tree, storage, blocker, tmp_path)
+
+
+@pytest.fixture
+def place(template: Tree, tmp_path: Path) -> Iterator[Place]:
+    """A place whose dataset is the module's template (a copy for each of a hundred cases took
+    most of this module's time): the case must leave it as it was, which is checked."""
+    before = _files(template.root)
+    yield _place(template, tmp_path)
+    assert _files(template.root) == before, "the case changed the shared dataset"
+
+
+@pytest.fixture
+def own_place(template: Tree, tmp_path: Path) -> Place:
+    """A place with a dataset of its own, for a case that plants a defect or removes it."""
+    root = tmp_path / "data"
+    shutil.copytree(template.root, root)
+    return _place(Tree(root, template.layout, list(template.videos)), tmp_path)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 def assert_one_error_line(code: int, out: str, err: str, expected_code: int, needle: str) -> None:
@@ -108,17 +126,17 @@ DATASET_CASES = [
 
 
 @pytest.mark.parametrize(("plant", "command"), DATASET_CASES)
-def test_a_dataset_defect_is_one_line_for_every_command(plant, command, place, capsys):
-    kind, culprit = plant(place.tree)
-    run(_dataset_commands(place)[command], capsys, 1, f"{kind}: {culprit}")
-    assert not (place.tmp / "run" / "checkpoints").exists()
+def test_a_dataset_defect_is_one_line_for_every_command(plant, command, own_place, capsys):
+    kind, culprit = plant(own_place.tree)
+    run(_dataset_commands(own_place)[command], capsys, 1, f"{kind}: {culprit}")
+    assert not (own_place.tmp / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("command", ["data check", "search", "train"])
-def test_a_missing_dataset_folder_is_one_line_for_every_command(command, place, capsys):
-    shutil.rmtree(place.tree.root)
+def test_a_missing_dataset_folder_is_one_line_for_every_command(command, own_place, capsys):
+    shutil.rmtree(own_place.tree.root)
     needle = "ROOT: no such directory" if command == "data check" else "--data"
-    run(_dataset_commands(place)[command], capsys, 2, needle)
+    run(_dataset_commands(own_place)[command], capsys, 2, needle)
 
 
 # -- search-space files and overrides, through spaces show, search and submit ------------------

@@ -28,6 +28,7 @@ from tuner.trainable import ACTOR_NAME_PREFIX
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.ray,
     pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed"),
 ]
 

@@ -27,7 +27,7 @@ from tuner.results import read_predictions
 from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
 
-pytestmark = pytest.mark.slow  # real processes killed on a real Ray
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # real processes killed on a real Ray
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config_values
+from tests.tuner.test_search import assert_one_row_per_trial_that_ran
 from tuner._tune_mapping import OPTUNA_DB, optuna_storage_url
 from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
@@ -48,6 +49,7 @@ def test_optuna_search_leaves_a_readable_study_of_its_completed_trials(
     )
     outcome = run_search(optuna_space(), options)
     assert outcome.num_errors == 0
+    assert_one_row_per_trial_that_ran(outcome.experiment_dir, trials=SAMPLES)
     database = outcome.experiment_dir / OPTUNA_DB
     assert database.is_file()
 

@@ -129,27 +129,26 @@ def test_prerequisite_runs_once_and_a_later_search_reuses_it(grid, synthetic_roo
     assert (best["stage"], best["epoch"]) == (1, 1) and "optimizer" not in best
 
 
-@pytest.mark.parametrize("algorithm", ["asha", "optuna"])
-def test_sampled_searches_write_one_row_per_trial_that_ran(
-    local_ray, synthetic_root, tmp_path, algorithm
-):
+def test_an_asha_search_writes_one_row_per_trial_that_ran(local_ray, synthetic_root, tmp_path):
+    """(An Optuna search: ``test_optuna_storage.py``.)"""
     doc = {
         "fixed": {**TINY_FIXED, "model": "ego_rnn", "stage": 1, "epochs": 2},
         "sample": {"lr": {"loguniform": [1e-4, 1e-2]}},
-        "scheduler": {"algorithm": algorithm, "num_samples": 3, "seed": 0},
+        "scheduler": {"algorithm": "asha", "num_samples": 3, "seed": 0},
         "resources": {"cpus": 1, "gpus": 0},
     }
-    if algorithm == "asha":
-        doc["scheduler"].update(grace_period=1, reduction_factor=2, max_t=2)
-    outcome = run_search(space(doc), options(synthetic_root, tmp_path, algorithm))
-    trials, epochs = read_tables(outcome.experiment_dir)
-    assert len(trials) == 3 and trials["trial_id"].is_unique
-    assert set(epochs["trial_id"]) == set(trials["trial_id"])
+    doc["scheduler"].update(grace_period=1, reduction_factor=2, max_t=2)
+    outcome = run_search(space(doc), options(synthetic_root, tmp_path, "asha"))
+    assert_one_row_per_trial_that_ran(outcome.experiment_dir, trials=3)
+
+
+def assert_one_row_per_trial_that_ran(experiment: Path, trials: int) -> None:
+    table, epochs = read_tables(experiment)
+    assert len(table) == trials and table["trial_id"].is_unique
+    assert set(epochs["trial_id"]) == set(table["trial_id"])
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     runs = epochs.groupby("trial_id")["epoch"].max().to_dict()
-    assert trials.set_index("trial_id")["epochs_run"].to_dict() == runs
-    if algorithm == "optuna":
-        assert (outcome.experiment_dir / "optuna.db").is_file()
+    assert table.set_index("trial_id")["epochs_run"].to_dict() == runs
 
 
 def test_an_existing_experiment_is_never_overwritten(local_ray, synthetic_root, tmp_path):
