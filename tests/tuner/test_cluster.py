@@ -141,7 +141,30 @@ def test_search_spreads_over_two_nodes_with_named_actors_and_metrics(
     assert len(nodes) == 2, "two one-CPU nodes and two concurrent trials: one trial per node"
 
 
-def test_submit_runs_the_search_as_a_ray_job(cluster, synthetic_root, tmp_path):
+@pytest.fixture(scope="module")
+def python_client_job(cluster, synthetic_root, module_tmp) -> tuple[str, Path]:
+    """A search submitted with Ray's own Python client, as a researcher's script would; it runs
+    while ``egotune submit`` runs its own job next to it. Returns the job id and its storage."""
+    from ray.job_submission import JobSubmissionClient
+
+    folder = module_tmp / "pyclient"
+    folder.mkdir()
+    space = write_space(folder, epochs=3, lrs=[1e-3])
+    storage = folder / "results"
+    client = JobSubmissionClient(
+        cluster.dashboard_url, headers={"Authorization": f"Bearer {token()}"}
+    )
+    job_id = client.submit_job(
+        entrypoint=f"egotune search {space.name} --data {synthetic_root} "
+        f"--storage {storage} --name pyclient",
+        submission_id="egotune-pyclient",
+        runtime_env={"working_dir": str(folder), "excludes": ["results"],
+                     "env_vars": {"RAY_AUTH_MODE": "token"}},
+    )  # fmt: skip
+    return job_id, storage
+
+
+def test_submit_runs_the_search_as_a_ray_job(cluster, synthetic_root, tmp_path, python_client_job):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     space = write_space(tmp_path, epochs=2, lrs=[1e-3, 1e-4])
@@ -168,24 +191,15 @@ def test_submit_runs_the_search_as_a_ray_job(cluster, synthetic_root, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_a_python_client_job_shows_on_the_dashboard_jobs_page_and_succeeds(
-    cluster, synthetic_root, tmp_path
+    cluster, tmp_path, python_client_job
 ):
     from playwright.sync_api import sync_playwright
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    space = write_space(tmp_path, epochs=3, lrs=[1e-3])
-    storage = tmp_path / "results"
+    job_id, storage = python_client_job
     client = JobSubmissionClient(
         cluster.dashboard_url, headers={"Authorization": f"Bearer {token()}"}
     )
-    job_id = client.submit_job(
-        entrypoint=f"egotune search {space.name} --data {synthetic_root} "
-        f"--storage {storage} --name pyclient",
-        submission_id="egotune-pyclient",
-        runtime_env={"working_dir": str(tmp_path), "excludes": ["results"],
-                     "env_vars": {"RAY_AUTH_MODE": "token"}},
-    )  # fmt: skip
-
     shot = tmp_path / "dashboard-jobs.png"
     with sync_playwright() as driver:
         browser = driver.chromium.launch(

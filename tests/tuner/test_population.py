@@ -27,7 +27,7 @@ from tuner.spaces import SpaceError, load_space, parse_space
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in (*TIME_FIELDS, "predictions")]
-EPOCHS = 6
+EPOCHS = 4
 
 
 def population_doc(algorithm: str = "pbt", epochs: int = EPOCHS, **scheduler: object) -> dict:
@@ -55,7 +55,7 @@ def test_population_settings_are_read_with_their_defaults():
     space = parse_space(doc)
     settings = space.scheduler
     assert settings.population and not settings.shares_prefixes
-    assert settings.perturbation_interval == 1  # a tenth of 6 epochs, at least one
+    assert settings.perturbation_interval == 1  # a tenth of 4 epochs, at least one
     assert (settings.quantile_fraction, settings.resample_probability) == (0.25, 0.25)
     assert space.sharing_plan() is None
     pb2 = parse_space(population_doc("pb2")).scheduler
@@ -111,7 +111,7 @@ class KilledPopulation:
 
 @pytest.fixture(scope="module")
 def killed_pbt(module_tmp, synthetic_root, local_ray) -> KilledPopulation:
-    """One real PBT search (4 trials, 6 epochs, a perturbation every 2) in which a trial's
+    """One real PBT search (4 trials, 4 epochs, a perturbation every 2) in which a trial's
     process is SIGKILLed once the first exploit is written: the population must finish, and
     every exploit test below reads this disturbed search."""
     experiment = module_tmp / "pbt"
