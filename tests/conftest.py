@@ -46,6 +46,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    lanes.finish(session.config)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
@@ -106,12 +107,17 @@ def _local_ray_is_up(request: pytest.FixtureRequest) -> Iterator[None]:
     lanes.yield_cpu(request.config, request.node)
     if "local_ray" in request.fixturenames and "own_ray_cluster" not in request.fixturenames:
         _start_local_ray()
+    ray_was_up = _ray_is_up()
     yield
-    if lanes.in_lanes(request.config) and not lanes.uses_ray(request.node):
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            ray.shutdown()
-            pytest.fail("this test started Ray without asking for local_ray", pytrace=False)
+    started = _ray_is_up() and not ray_was_up
+    if started and lanes.in_lanes(request.config) and not lanes.uses_ray(request.node):
+        sys.modules["ray"].shutdown()
+        pytest.fail("this test started Ray without asking for local_ray", pytrace=False)
+
+
+def _ray_is_up() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 @pytest.fixture

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tuner._atomic import write_json_atomic
 
 RAY_FIXTURES = frozenset({"local_ray", "local_ray_address", "own_ray_cluster"})
 RAY_LANE = "ray-lane"
@@ -45,15 +48,19 @@ def prepare(config: pytest.Config) -> None:
         os.environ[LANES_ENV] = tempfile.mkdtemp(prefix="egotune-test-lanes-")
 
 
+def finish(config: pytest.Config) -> None:
+    """In the controller, at the end: remove the workers' reports."""
+    folder = os.environ.get(LANES_ENV)
+    if folder and not hasattr(config, "workerinput"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def report(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a worker: write the node ids of the Ray lane, once collected."""
     if in_lanes(config):
         worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
         ray_ids = [item.nodeid for item in items if uses_ray(item)]
-        target = Path(os.environ[LANES_ENV]) / f"{worker}.json"
-        partial = target.with_suffix(".part")
-        partial.write_text(json.dumps(ray_ids))
-        partial.replace(target)
+        write_json_atomic(Path(os.environ[LANES_ENV]) / f"{worker}.json", ray_ids)
 
 
 def yield_cpu(config: pytest.Config, item: pytest.Item) -> None:
