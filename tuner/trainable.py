@@ -104,8 +104,9 @@ class TrialActorName:
 
     Before reusing the worker for another trial, Tune waits ``TUNE_FUNCTION_THREAD_TIMEOUT_S``
     (2 s by default) for the previous trial's thread to end, and fails the new trial when it has
-    not: a trial stopped by ASHA ends its thread by releasing its memory, which on a busy node
-    takes longer than that. The worker waits up to :data:`REUSE_WAIT_S` instead, unless the
+    not. On a busy node a trial stopped by ASHA was seen to take longer than that to end its
+    thread (its ``finally`` hands off the checkpoint writer and releases the trial's memory), and
+    the next trial failed. The worker waits up to :data:`REUSE_WAIT_S` instead, unless the
     variable is set.
     """
 
