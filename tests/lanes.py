@@ -28,6 +28,7 @@ from tuner._atomic import write_json_atomic
 RAY_FIXTURES = frozenset({"local_ray", "local_ray_address", "own_ray_cluster"})
 RAY_LANE = "ray-lane"
 LANES_ENV = "EGOTUNE_TEST_LANES"
+RAY_WORKER_NICENESS = "RAY_worker_niceness"
 
 
 def uses_ray(item: pytest.Item) -> bool:
@@ -43,9 +44,15 @@ def in_lanes(config: pytest.Config) -> bool:
 
 def prepare(config: pytest.Config) -> None:
     """In the controller of a ``-n`` run: the folder the workers report their Ray lane to
-    (workers start after this and inherit it)."""
+    (workers start after this and inherit it).
+
+    Ray runs its workers, the trials, at ``nice`` 15 by default (the raylet's ``worker_niceness``):
+    below the other lane's ``nice`` 10, which would then take the cores from the Ray lane's trials.
+    Ray started by any test of this run (a local Ray, a search's, a cluster's nodes) runs them at
+    the Ray lane's priority instead."""
     if _schedules_by_lanes(config) and not hasattr(config, "workerinput"):
         os.environ[LANES_ENV] = tempfile.mkdtemp(prefix="egotune-test-lanes-")
+        os.environ.setdefault(RAY_WORKER_NICENESS, "0")
 
 
 def finish(config: pytest.Config) -> None:
@@ -65,11 +72,18 @@ def report(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 def yield_cpu(config: pytest.Config, item: pytest.Item) -> None:
     """In a worker, before a test outside the Ray lane: lower this worker's CPU priority (and
-    that of what it starts), once. The worker that runs the Ray lane gets it first, so it only
-    yields once that lane is done."""
+    that of what it starts) and run its tensors on one intra-op thread, once. The worker that
+    runs the Ray lane gets it first, so it only yields once that lane is done.
+
+    One thread: the tests' tensors are tiny, and a second thread that waits for the first costs
+    the Ray lane's trials a core for little gain (the model tests run on one thread anyway)."""
     global _yielded
     if in_lanes(config) and not _yielded and not uses_ray(item):
+        import torch
+
         os.nice(10)
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and in the processes it starts
         _yielded = True
 
 

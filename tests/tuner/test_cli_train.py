@@ -16,7 +16,7 @@ from tuner.cli import main
 from tuner.engine import TIME_FIELDS
 
 TINY = [
-    "--set", "backbone=resnet18", "--set", "weights=none", "--set", "crop_size=64",
+    "--set", "backbone=resnet18", "--set", "weights=none", "--set", "crop_size=32",
     "--set", "frames=3", "--set", "batch_size=4", "--set", "mem_size=32",
     "--set", "num_workers=0", "--set", "device=cpu",
 ]  # fmt: skip

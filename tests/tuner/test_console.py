@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,31 +56,35 @@ resources: {cpus: 1, gpus: 0}
 
 @pytest.fixture(scope="module")
 def searched(module_tmp, synthetic_root: Path, local_ray_address: str) -> dict[str, str]:
-    """Real searches in a fresh interpreter: one on a local Ray of its own (the console and the
-    text report), one with ``--json`` on a running cluster (the test's local Ray)."""
+    """Real searches in a fresh interpreter, at the same time: one on a local Ray of its own
+    (the console and the text report), one with ``--json`` on a running cluster (the test's
+    local Ray)."""
     folder = module_tmp
     space = folder / "tiny.yaml"
     space.write_text(TINY_SPACE)
     env = {**os.environ, "EGOTUNE_CACHE_DIR": str(folder / "cache")}
     argv = [sys.executable, "-m", "tuner.cli", "search", str(space), "--data", str(synthetic_root)]
-    argv += ["--storage", str(folder / "results"), "--name", "tiny"]
-    text = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
-    argv[argv.index("tiny")] = "tiny-json"
-    as_json = subprocess.run(
-        [*argv, "--json", "--address", local_ray_address],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert text.returncode == 0, text.stderr[-3000:]
-    assert as_json.returncode == 0, as_json.stderr[-3000:]
+    argv += ["--storage", str(folder / "results")]
+    runs = {
+        "text": [*argv, "--name", "tiny"],
+        "json": [*argv, "--name", "tiny-json", "--json", "--address", local_ray_address],
+    }
+    started = {
+        kind: subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for kind, command in runs.items()
+    }
+    with ThreadPoolExecutor() as readers:  # each pipe read while both run
+        outputs = readers.map(lambda search: search.communicate(timeout=300), started.values())
+        said = dict(zip(started, outputs, strict=True))
+    for kind, search in started.items():
+        assert search.returncode == 0, said[kind][1][-3000:]
     return {
-        "out": text.stdout,
-        "err": text.stderr,
-        "json_out": as_json.stdout,
-        "json_err": as_json.stderr,
+        "out": said["text"][0],
+        "err": said["text"][1],
+        "json_out": said["json"][0],
+        "json_err": said["json"][1],
         "storage": str(folder / "results"),
     }
 

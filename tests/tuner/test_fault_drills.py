@@ -135,6 +135,12 @@ def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics
     slower = {"crop_size": 128, "frames": 4}  # epochs long enough to kill the trial inside one
     doc = space_doc(epochs, [1e-3])
     doc["fixed"].update(checkpoint_every=2, **slower)
+    values = {**TINY, **slower, "model": "ego_rnn", "stage": 1, "epochs": epochs, "lr": 1e-3}
+    reference: list[pd.DataFrame] = []  # the undisturbed run, trained meanwhile on this process
+    undisturbed = threading.Thread(
+        target=lambda: reference.append(undisturbed_records(synthetic_root, values)), daemon=True
+    )
+    undisturbed.start()
     outcome = run_search(
         parse_space(doc, source="trialkill.yaml", name="trialkill"),
         SearchOptions(
@@ -142,17 +148,17 @@ def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics
         ),
     )
     killer.join(timeout=10)
+    undisturbed.join(timeout=300)
     assert killed == {"checkpoints": 1, "states": ["state-e00002.pt"]}, "kill between checkpoints"
     assert outcome.num_errors == 0
 
     trials, rows = assert_each_epoch_once(experiment)
     assert len(rows) == epochs
     assert trials["num_failures"].tolist() == [1]  # retried once, from epoch 2's state
-    values = {**TINY, **slower, "model": "ego_rnn", "stage": 1, "epochs": epochs, "lr": 1e-3}
-    reference = undisturbed_records(synthetic_root, values)
-    measured = rows.sort_values("epoch").reset_index(drop=True)[list(reference.columns)]
+    [expected] = reference
+    measured = rows.sort_values("epoch").reset_index(drop=True)[list(expected.columns)]
     pd.testing.assert_frame_equal(
-        measured.astype(float), reference.astype(float), check_exact=False, rtol=1e-6
+        measured.astype(float), expected.astype(float), check_exact=False, rtol=1e-6
     )
     # the predictions of the replayed epochs are kept once too
     predictions = read_predictions(experiment)

@@ -504,8 +504,9 @@ def test_a_real_search_appears_on_the_open_page_while_it_runs(
     from tuner.spaces import parse_space
 
     fixed = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1")}
+    fixed["crop_size"] = 64  # epochs of a third of a second: the page sees the search run
     doc = {
-        "fixed": {**fixed, "model": "ego_rnn", "stage": 1, "epochs": 3},
+        "fixed": {**fixed, "model": "ego_rnn", "stage": 1, "epochs": 5},
         "grid": {"lr": [1e-3, 1e-2]},
         "scheduler": {"algorithm": "grid", "max_concurrent": 1},  # one after the other
         "resources": {"cpus": 1, "gpus": 0},
