@@ -6,8 +6,11 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,13 +93,35 @@ def local_ray() -> None:
 
 
 @pytest.fixture(scope="module")
-def local_ray_address(local_ray: None) -> str:
+def local_ray_address(local_ray: None) -> Iterator[str]:
     """The shared local Ray's GCS address: a subprocess search joins it with ``--address``
-    instead of starting a Ray of its own (seconds per search), as on a cluster."""
+    instead of starting a Ray of its own (seconds per search), as on a cluster.
+
+    A driver killed while Ray prepares one of its placement groups can leave that group's CPUs
+    held on the node for good (Ray's GCS removes the group without releasing what the raylet
+    prepared; ray-project/ray#66188). After the module, the shared Ray must have every CPU back;
+    one that does not is restarted for the tests after it, with a warning."""
     import ray
 
     _start_local_ray()
-    return str(ray.get_runtime_context().gcs_address)
+    yield str(ray.get_runtime_context().gcs_address)
+    if ray.is_initialized() and not _every_cpu_free(ray, within_s=10.0):
+        held = ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
+        ray.shutdown()
+        warnings.warn(
+            f"the shared local Ray held {held:g} CPU after the module's tests ended "
+            "(ray-project/ray#66188): restarted",
+            stacklevel=1,
+        )
+
+
+def _every_cpu_free(ray: Any, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.fixture(autouse=True)

@@ -59,8 +59,9 @@ def api(cluster: LoopbackCluster, path: str) -> dict:
         return json.loads(response.read())
 
 
-def write_space(folder: Path, epochs: int, lrs: list[float]) -> Path:
-    fixed = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
+def write_space(folder: Path, epochs: int, lrs: list[float], **settings: object) -> Path:
+    values = tiny_config_values(**settings)
+    fixed = {k: v for k, v in values.items() if k not in ("stage1", "device")}
     path = folder / "tiny_cluster.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -108,7 +109,8 @@ def assert_complete_tables(experiment: Path, trials: int, epochs: int) -> None:
 def test_search_spreads_over_two_nodes_with_named_actors_and_metrics(
     cluster, synthetic_root, tmp_path
 ):
-    space = write_space(tmp_path, epochs=4, lrs=[1e-3, 1e-4])
+    # epochs of a third of a second: the workers export their metrics (every 2 s) while they run
+    space = write_space(tmp_path, epochs=4, lrs=[1e-3, 1e-4], crop_size=64)
     storage = tmp_path / "results"
     search = subprocess.Popen(
         egotune("search", str(space), "--data", str(synthetic_root), "--storage", str(storage),

@@ -172,7 +172,11 @@ def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics
 # -- driver fault ------------------------------------------------------------------------------
 
 
-def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tmp_path):
+def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(
+    synthetic_root, tmp_path, local_ray_address
+):
+    """The driver and the local Ray it started are killed, as when a laptop dies; the search is
+    resumed on a running cluster (the test's local Ray)."""
     rungs = {1, 2, 4}  # grace 1, reduction factor 2, max_t 4
     space = tmp_path / "driverkill.yaml"
     doc = space_doc(4, [3e-3, 1e-3, 3e-4, 1e-4])
@@ -198,7 +202,7 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(synthetic_root, tm
         else pd.DataFrame()
     )
 
-    resume_search(storage, "driverkill")
+    resume_search(storage, "driverkill", address=local_ray_address)
     trials, rows = assert_each_epoch_once(experiment)
     assert len(trials) == 4
     last_epochs = rows.groupby("trial_id")["epoch"].max()
@@ -219,7 +223,14 @@ def test_trials_of_a_removed_node_finish_on_the_other_node(
 ):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 0})
+    # the head checks its nodes every half second and marks one dead after two missed checks
+    # (Ray: every 3 s, after 5), so the test sees the removed node dead in about a second
+    health = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
+    cluster = Cluster(
+        initialize_head=True,
+        connect=True,
+        head_node_args={"num_cpus": 0, "_system_config": health},
+    )
     try:
         nodes = [cluster.add_node(num_cpus=2), cluster.add_node(num_cpus=2)]
         cluster.wait_for_nodes()
