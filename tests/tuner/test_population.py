@@ -14,7 +14,7 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tests.drills import kill_search_when, resume_search, wait_for
+from tests.drills import kill_search_when, wait_for
 from tests.tuner.test_fault_drills import trainable_pids
 from tests.tuner.test_results import assert_real_png
 from tuner import results
@@ -313,9 +313,11 @@ def test_a_killed_driver_resumes_a_pb2_population_search(
 ):
     """PB2 (Ray's PBT with a GP-chosen explore) on a running cluster: two trials, the lower one
     exploits the other at epoch 2; the driver is killed once that exploit is written (the
-    cluster removes its trials) and ``--resume`` finishes."""
+    cluster removes its trials) and a resume finishes, here from a library caller's process
+    (``run_search`` with ``resume``; the ASHA and sharing drills resume with the command)."""
+    doc = population_doc("pb2", epochs=4, num_samples=2)
     space = tmp_path / "pb2driver.yaml"
-    space.write_text(yaml.safe_dump(population_doc("pb2", epochs=4, num_samples=2)))
+    space.write_text(yaml.safe_dump(doc))
     storage = tmp_path / "results"
     experiment = storage / "pb2driver"
     kill_search_when(
@@ -326,7 +328,11 @@ def test_a_killed_driver_resumes_a_pb2_population_search(
         lambda: (experiment / results.EXPLOITS_FILE).is_file(),
         address=local_ray_address,
     )
-    resume_search(storage, "pb2driver", address=local_ray_address)
+    options = SearchOptions(
+        data=synthetic_root, storage=storage, name="pb2driver", verbose=0, resume=True
+    )
+    resumed = run_search(parse_space(doc, source=str(space), name="pb2driver"), options)
+    assert resumed.num_errors == 0
     done = results.load_experiment(experiment)
     assert len(done.trials) == 2 and set(done.trials["status"]) == {"TERMINATED"}
     epochs = done.epochs
@@ -338,3 +344,40 @@ def test_a_killed_driver_resumes_a_pb2_population_search(
     # clock at 0 and perturb again at epoch 3), and each exploit one that a trial went on from
     assert set(done.exploits["epoch"]) == {2}
     assert set(done.exploits["exploit_id"]) <= set(epochs["exploit_id"].dropna())
+
+
+def test_a_trial_added_again_keeps_its_place_on_the_population_clock(tmp_path):
+    """Tune adds a trial again when it retries it or ``--resume`` restores it: one that reported
+    epoch 3, with a perturbation every 2, last perturbed at 2 and perturbs next at 4 (Ray's PBT and
+    PB2 would restart its clock at 0). The PB2 scheduler bounds the keys it mutates."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers.pb2 import PB2
+
+    from tuner._population_schedulers import build_population_scheduler
+
+    scheduler = build_population_scheduler(parse_space(population_doc("pb2")), tmp_path)
+    assert isinstance(scheduler, PB2)
+    assert scheduler._hyperparam_bounds == {"lr": [1e-4, 3e-2]}
+
+    class Stub(SimpleNamespace):
+        __hash__ = object.__hash__  # hashed by identity, as Tune's trials are
+
+    checkpoint = SimpleNamespace(path=str(tmp_path))
+    metadata = SimpleNamespace(
+        last_result={"epoch": 3, "val_acc": 40.0},
+        checkpoint_manager=SimpleNamespace(checkpoint_config=SimpleNamespace(num_to_keep=None)),
+    )
+    trial = Stub(
+        trial_id="back",
+        config={"lr": 1e-3},
+        evaluated_params={"lr": 1e-3},
+        experiment_tag="1_lr=0.001",
+        run_metadata=metadata,
+        checkpoint=checkpoint,
+    )
+    scheduler.on_trial_add(SimpleNamespace(search_alg=None), trial)
+    state = scheduler._trial_state[trial]
+    assert (state.last_train_time, state.last_perturbation_time) == (3, 2)
+    assert state.last_score == 40.0 and state.last_checkpoint is checkpoint
+    assert scheduler._next_perturbation_sync == 4
