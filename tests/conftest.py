@@ -10,7 +10,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -105,7 +104,7 @@ def local_ray_address(local_ray: None) -> Iterator[str]:
 
     _start_local_ray()
     yield str(ray.get_runtime_context().gcs_address)
-    if ray.is_initialized() and not _every_cpu_free(ray, within_s=10.0):
+    if ray.is_initialized() and not _every_cpu_free(within_s=10.0):
         held = ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
         ray.shutdown()
         warnings.warn(
@@ -115,7 +114,9 @@ def local_ray_address(local_ray: None) -> Iterator[str]:
         )
 
 
-def _every_cpu_free(ray: Any, within_s: float) -> bool:
+def _every_cpu_free(within_s: float) -> bool:
+    import ray
+
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
