@@ -10,6 +10,7 @@ that the modules of ``tuner`` import each other without cycles.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from functools import cache
@@ -55,3 +56,41 @@ def test_runtime_versions_of_an_experiment_record_leave_torch_and_ray_out():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+HEAVY = ("torch", "torchvision", "data_pipeline", "models", "ray")
+"""What the ``egotune`` command must not import before a handler needs it."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["spaces", "list"],
+        ["spaces", "show", "fig10_ms_classification_grid"],
+        ["results", "list"],
+        ["train", "--help"],
+        ["search", "--help"],
+        ["data", "check", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_command_parses_and_answers_without_torch_or_ray(argv, tmp_path):
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from tuner.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        status = main({argv!r})\n"
+        "    except SystemExit as exc:\n"
+        "        status = exc.code\n"
+        "print(json.dumps([status, sorted({n.split('.')[0] for n in sys.modules})]))"
+    )
+    env = {**os.environ, "EGOTUNE_STORAGE": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    status, loaded = json.loads(done.stdout)
+    assert status == 0
+    assert not set(loaded) & set(HEAVY)

@@ -13,10 +13,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from data_pipeline import CheckReport, Problem, check_dataset, fix_dataset, synthesize
 from tuner.errors import UsageError
+
+if TYPE_CHECKING:
+    from data_pipeline import CheckReport, Problem
 
 __all__ = ["register"]
 
@@ -67,6 +69,8 @@ def _check(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if not root.is_dir():
         raise UsageError(f"ROOT: no such directory: {root}")
+    from data_pipeline import check_dataset, fix_dataset  # torch: only when a dataset is read
+
     report = check_dataset(root, workers=args.workers)
     repaired = fix_dataset(report) if args.fix else None
     if args.json:
@@ -127,6 +131,8 @@ def _synth(args: argparse.Namespace) -> int:
             "classes": 12 if args.classes is None else args.classes,
             "videos_per_class": 2 if args.videos_per_class is None else args.videos_per_class,
         }
+    from data_pipeline import synthesize
+
     summary = synthesize(args.root, size=args.size, seed=args.seed, workers=args.workers, **shape)
     if args.json:
         print(json.dumps(_synth_json(summary), indent=2))
