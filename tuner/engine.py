@@ -47,6 +47,7 @@ from data_pipeline import (
 from models import set_stage_mode, tap_size
 from tuner._optim import build_optimizer, build_scheduler
 from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals, video_predictions
+from tuner._simulated_gpu import SimulatedGPU
 from tuner._state import (
     best_weights_checkpoint,
     changing_keys,
@@ -134,6 +135,7 @@ class Trainer:
         if config.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._autocast = config.precision == "bf16" and self.device.type == "cuda"
+        self._simulated = SimulatedGPU.from_environment()
         if self.device.type == "cpu" and (config.precision != "fp32" or config.channels_last):
             warnings.warn(
                 "precision/channels_last apply to CUDA only; the CPU runs fp32", stacklevel=2
@@ -175,6 +177,9 @@ class Trainer:
                 self._advance_stage()
             yield self._run_epoch()
             done += 1
+
+    def close(self) -> None:
+        """Release what the run holds besides its tensors (nothing yet)."""
 
     def resume_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this trainer stands, but the best weights.
@@ -313,7 +318,7 @@ class Trainer:
             norm.momentum = None  # cumulative average over the whole pass
             norm.train()
         for batch in self._loader(self.train_set, 0, train=True):
-            self.recipe.step(self.model, self._to_device(batch), self.config, self.stage, False)
+            self._step(self._to_device(batch), train=False)
         for norm in norms:
             norm.momentum = 0.1
         self.model.train()
@@ -331,7 +336,10 @@ class Trainer:
         val = self._evaluate()
         self._synchronize()
         val_seconds = time.perf_counter() - start - train_seconds
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            if self._simulated is not None:  # no optimiser step was taken
+                warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
         self.global_epoch = epoch
         self.stage_epoch += 1
         if val["acc"] > self.best["val_acc"]:  # strict: the first best epoch, as the report
@@ -373,14 +381,15 @@ class Trainer:
             batch = self._to_device(batch)
             self.optimizer.zero_grad(set_to_none=True)
             with self._precision():
-                out = self.recipe.step(self.model, batch, self.config, self.stage, True)
+                out = self._step(batch, train=True)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
                     f"non-finite training loss at epoch {epoch}; lower lr (now "
                     f"{self.optimizer.param_groups[0]['lr']:g}) or check the data"
                 )
-            out.loss.backward()
-            self.optimizer.step()
+            if self._simulated is None:
+                out.loss.backward()
+                self.optimizer.step()
             totals.add(out, batch["label"])
             tick = time.perf_counter()
         return {**totals.summary(), "wait": wait}
@@ -393,7 +402,7 @@ class Trainer:
         for batch in self._loader(self.val_set, 0, train=False):
             batch = self._to_device(batch)
             with self._precision():
-                out = self.recipe.step(self.model, batch, self.config, self.stage, False)
+                out = self._step(batch, train=False)
             totals.add(out, batch["label"])
             probabilities.append(out.logits.detach().float().softmax(dim=1))  # stays on device
             labels.append(batch["label"])
@@ -406,6 +415,15 @@ class Trainer:
         return summary
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _step(self, batch: dict[str, Tensor], *, train: bool) -> Any:
+        """The recipe's forward pass and losses (or, in a benchmark, the simulated GPU's wait:
+        :mod:`tuner._simulated_gpu`)."""
+        if self._simulated is not None:
+            return self._simulated.step(
+                batch, len(self.classes), train=train, crop=self.config.crop_size
+            )
+        return self.recipe.step(self.model, batch, self.config, self.stage, train)
+
     def _open_store(self, index: DatasetIndex) -> FrameStore | None:
         """The decoded-frame store for this run, or None to decode PNG files."""
         cfg = self.config
