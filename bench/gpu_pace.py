@@ -1,4 +1,4 @@
-"""Where a GPU search's time goes: the step alone, an engine run and a search of trials sharing a GPU.
+"""Where a GPU search's time goes: the step alone, an engine run, trials sharing a GPU.
 
 Usage: ``egotune bench gpu_pace [--data ROOT] [--epochs N] [--trials N] [--workers N] [--step-ms MS]
 [--crop PX] [--frames T] [--parts step,engine,search] [--json] [--no-record]``
@@ -215,9 +215,8 @@ def engine_run(data: Path, config: dict[str, Any], epochs: int, folder: Path) ->
                 last=trainer.finished,
             )
             now = time.time()
-            rows.append(
-                {**record_, "checkpoint_s": blocked, "checkpoint_bytes": size, "window": (tick, now)}
-            )
+            row = {**record_, "checkpoint_s": blocked, "checkpoint_bytes": size}
+            rows.append({**row, "window": (tick, now)})
             tick = now
         checkpoints.close(wait=True)
         trainer.close()
@@ -416,9 +415,8 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         )
     step = result.get("step")
     if step:
-        figures.update(
-            {f"clips_per_s_{k}": v.get("clips_per_s") for k, v in step.items() if isinstance(v, dict)}
-        )
+        for mode, row in step.items():
+            figures[f"clips_per_s_{mode}"] = row.get("clips_per_s")
     return figures
 
 
