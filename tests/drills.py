@@ -1,4 +1,5 @@
-"""Driver-kill drills: an ``egotune search`` subprocess killed with SIGKILL, then resumed.
+"""Driver-kill drills: an ``egotune search`` subprocess killed with SIGKILL, then resumed, or
+stopped with SIGINT as by Ctrl-C.
 
 The search runs in its own process group (``python -m tuner.cli search``), either on a local
 Ray it starts itself or, with ``address``, on a running cluster (the test's own local Ray), as
@@ -59,6 +60,35 @@ def kill_search_when(
         time.sleep(1)
         with contextlib.suppress(ProcessLookupError):  # a driver that failed left no group
             os.killpg(first.pid, signal.SIGKILL)  # then what it started (its local Ray)
+
+
+def interrupt_search_when(
+    space: Path,
+    data: Path,
+    storage: Path,
+    name: str,
+    ready: Callable[[], bool],
+    address: str | None = None,
+) -> tuple[int, str, str]:
+    """Start the search ``name``, send its driver SIGINT (Ctrl-C) once ``ready()`` holds and
+    wait for it to end by itself; returns its exit status, stdout and stderr."""
+    argv = [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name]
+    search = subprocess.Popen(
+        [*argv, *_address(address)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: ready() or search.poll() is not None, every=0.2)
+        assert search.poll() is None, "the search ended before it could be interrupted"
+        search.send_signal(signal.SIGINT)  # the driver only, as Ctrl-C in its shell would
+        out, err = search.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(search.pid, signal.SIGKILL)
+    return search.returncode, out, err
 
 
 def resume_search(storage: Path, name: str, address: str | None = None) -> None:

@@ -20,7 +20,7 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tests.drills import kill_search_when, resume_search, wait_for
+from tests.drills import interrupt_search_when, kill_search_when, resume_search, wait_for
 from tuner.config import TrainConfig
 from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.results import read_predictions
@@ -213,6 +213,33 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(
         merged = before.merge(rows, on=["trial_id", "epoch"], suffixes=("", "_after"))
         assert len(merged) == len(before)
         assert (merged["val_acc"] == merged["val_acc_after"]).all()
+
+
+def test_ctrl_c_stops_the_search_with_130_and_the_command_that_resumes_it(
+    synthetic_root, tmp_path, local_ray_address
+):
+    """SIGINT to the driver, as Ctrl-C in its shell: the trials stop, Tune saves the state, and
+    the command says so (not "finished") with egotune's resume command, not Tune's."""
+    space = tmp_path / "ctrlc.yaml"
+    space.write_text(yaml.safe_dump(space_doc(200, [1e-3, 1e-4])))  # epochs to stop inside
+    storage = tmp_path / "results"
+    experiment = storage / "ctrlc"
+    status, out, err = interrupt_search_when(
+        space,
+        synthetic_root,
+        storage,
+        "ctrlc",
+        lambda: len(checkpoints(experiment)) >= 1,
+        address=local_ray_address,
+    )
+    assert status == 130, err[-3000:]
+    assert "Search ctrlc interrupted" in out and "finished" not in out
+    assert out.rstrip().endswith(f"search --resume ctrlc --storage {storage}")
+    assert "Tuner.restore" not in out + err and "Traceback" not in err
+    assert "egotune: interrupted: stopping the trials" in err
+    from ray import tune
+
+    assert tune.Tuner.can_restore(str(experiment))
 
 
 # -- node loss ---------------------------------------------------------------------------------

@@ -9,12 +9,15 @@ dashboard is not offered here; a cluster's is.
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["print_search_summary", "search_summary"]
+__all__ = ["egotune_command", "print_search_summary", "resume_command", "search_summary"]
 
 _TOP = 5
 
@@ -109,12 +112,47 @@ def _pivot(trials: Any, space: Any, value: str) -> dict[str, Any] | None:
     return {"rows": rows, "cols": cols, "value": value, "cells": cells}
 
 
+def egotune_command() -> str:
+    """How the user's shell starts this egotune: ``egotune`` when the PATH finds it, else the
+    path of the running script (``.venv/bin/egotune`` after ``make setup`` in a shell that has not
+    activated the environment), else ``python -m tuner.cli`` with this interpreter."""
+    running = _running_script()
+    found = shutil.which("egotune")
+    if found is not None and (running is None or Path(found).resolve() == running.resolve()):
+        return "egotune"
+    if running is None:
+        return shlex.join([_shown_path(Path(sys.executable)), "-m", "tuner.cli"])
+    return shlex.quote(_shown_path(running))
+
+
+def _running_script() -> Path | None:
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "egotune" and script.is_file():
+        return script
+    beside = Path(sys.executable).with_name("egotune")
+    return beside if beside.is_file() else None
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working folder when it lies below it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def resume_command(name: str, storage_flag: Path | None) -> str:
+    """The command that continues an interrupted or killed search."""
+    storage = ["--storage", str(storage_flag)] if storage_flag is not None else []
+    return f"{egotune_command()} {shlex.join(['search', '--resume', name, *storage])}"
+
+
 def _next_commands(name: str, space: Any, storage_flag: Path | None) -> list[str]:
     storage = ["--storage", str(storage_flag)] if storage_flag is not None else []
     commands = [
-        ["egotune", "results", "top", name, *storage],
+        ["results", "top", name, *storage],
         [
-            "egotune",
             "results",
             "curves",
             name,
@@ -129,9 +167,10 @@ def _next_commands(name: str, space: Any, storage_flag: Path | None) -> list[str
     if axes is not None:
         rows, cols = axes
         pivot = ["--rows", ",".join(rows), "--cols", ",".join(cols)]
-        commands.insert(1, ["egotune", "results", "pivot", name, *pivot, *storage])
-    commands.append(["egotune", "ui", *storage])
-    return [shlex.join(command) for command in commands]
+        commands.insert(1, ["results", "pivot", name, *pivot, *storage])
+    commands.append(["ui", *storage])
+    word = egotune_command()
+    return [f"{word} {shlex.join(command)}" for command in commands]
 
 
 # -- text ---------------------------------------------------------------------------------------

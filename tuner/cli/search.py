@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuner.cli._search_summary import print_search_summary, search_summary
+from tuner.cli._search_summary import print_search_summary, resume_command, search_summary
 from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
 
@@ -233,6 +233,8 @@ def _run_and_report(
         outcome = run_search(space, options)
         if not ray_was_running:
             _stop_ray()  # flushes the workers' last lines before the report, not after it
+    if outcome.interrupted:
+        return _report_interrupted(outcome, options, args, time.monotonic() - started)
     remote = options.address or os.environ.get("RAY_ADDRESS")
     summary = search_summary(
         outcome.experiment_dir,
@@ -248,6 +250,30 @@ def _run_and_report(
     else:
         print_search_summary(summary)
     return 1 if outcome.num_errors else 0
+
+
+def _report_interrupted(
+    outcome: Any, options: Any, args: argparse.Namespace, seconds: float
+) -> int:
+    """Ctrl-C: no results to report, only where the state is and how to continue (exit 130, as
+    a shell reports a command stopped by SIGINT)."""
+    command = resume_command(outcome.name, _storage_flag(options.storage))
+    if args.json:
+        report = {
+            "experiment": outcome.name,
+            "folder": str(outcome.experiment_dir),
+            "interrupted": True,
+            "seconds": round(seconds, 1),
+            "resume": command,
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"\nSearch {outcome.name} interrupted after {seconds:.0f} s: its trials stopped "
+            f"where they were; the state is saved in {outcome.experiment_dir}.\n"
+            f"Continue it with:\n  {command}"
+        )
+    return 130
 
 
 def _ray_running() -> bool:
