@@ -124,3 +124,25 @@ def test_json_puts_only_the_report_on_stdout(searched: dict[str, str]) -> None:
     assert Path(report["tables"]["trials"]).is_file()
     assert report["dashboard"] is None
     assert "| Trial name" in searched["json_err"]  # the live console went to stderr
+
+
+def _egotune_command(path: str, cwd: Path) -> str:
+    code = "from tuner.cli._search_summary import egotune_command; print(egotune_command())"
+    env = {**os.environ, "PATH": path}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_next_commands_name_the_environments_egotune_when_the_path_lacks_it(
+    tmp_path: Path,
+) -> None:
+    """After ``make setup`` in a shell that has not activated ``.venv``, ``egotune`` is not
+    found: the commands a search prints must work as printed."""
+    script = Path(sys.executable).with_name("egotune")
+    assert script.is_file()
+    assert _egotune_command(str(script.parent), tmp_path) == "egotune"
+    assert _egotune_command("/usr/bin:/bin", tmp_path) == str(script.absolute())
+    below = _egotune_command("/usr/bin:/bin", script.parent.parent.parent)
+    assert below == str(script.absolute().relative_to(script.parent.parent.parent))
