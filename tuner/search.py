@@ -42,7 +42,7 @@ from data_pipeline import (
     verify_frames,
 )
 from tuner._atomic import write_json_atomic
-from tuner._ray_session import check_trial_resources, connect
+from tuner._ray_session import connect, node_shapes
 from tuner._tune_mapping import (
     build_param_space,
     build_progress_reporter,
@@ -53,7 +53,14 @@ from tuner._tune_mapping import (
 )
 from tuner.config import TrainConfig, flatten_config
 from tuner.errors import EgotuneError, UsageError
-from tuner.preflight import require_imagenet_weights, state_bytes
+from tuner.preflight import (
+    check_cluster_resources,
+    check_local_resources,
+    local_gpu_count,
+    require_imagenet_weights,
+    resource_requests,
+    state_bytes,
+)
 from tuner.results import STORAGE_ENV, write_experiment_metadata
 from tuner.sharing import SharingPlan, plan_sharing
 from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
@@ -108,6 +115,9 @@ class SearchOptions:
     address: str | None = None
     resume: bool = False
     max_failures: int = DEFAULT_MAX_FAILURES
+    resource_flags: Mapping[str, float] = field(default_factory=dict)
+    """Per-trial resources given as flags (``{"gpus": 0.5}`` for ``--gpus-per-trial 0.5``), so
+    that a request no node can give is named as the user gave it."""
     num_cpus: int | None = None
     """CPUs of a local Ray started here (``None``: all of this machine's)."""
     verbose: int = 1
@@ -141,6 +151,9 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     """Run (or resume) ``space`` on Ray Tune and return where its results are."""
     _refuse_uri_storage(options.storage)
     storage = _prepare_storage(options.storage)
+    requests = resource_requests(space, options.resource_flags)
+    if _starts_local_ray(options):  # what this machine cannot give, before Ray starts
+        check_local_resources(requests, options.num_cpus or os.cpu_count() or 1, local_gpu_count())
     _check_free_space(storage, space)
     # egotune's tables hold every metric (and the per-video predictions); Tune's per-trial
     # result.json and progress.csv would copy them into every trial folder. Without them, the
@@ -157,7 +170,7 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     session = connect(options.address, num_cpus=options.num_cpus)
     if session.dashboard_url:
         print(f"Ray dashboard: {session.dashboard_url}", flush=True)
-    check_trial_resources(space.resources.cpus, space.resources.gpus)
+    check_cluster_resources(requests, node_shapes())
     fingerprint = dataset_fingerprint(index)
     checkpoints = _run_prerequisites(space, index, storage, fingerprint, options)
     write_experiment_metadata(
@@ -272,6 +285,13 @@ def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
     if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
         return
     require_imagenet_weights(_every_run_config(space))
+
+
+def _starts_local_ray(options: SearchOptions) -> bool:
+    if options.address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    return ray is None or not ray.is_initialized()
 
 
 def _refuse_uri_storage(storage: Path) -> None:

@@ -308,7 +308,7 @@ def test_a_bad_flag_or_place_is_one_line(build, code, needle, place, capsys):
 
 @pytest.mark.parametrize(
     ("flag", "needle"),
-    [("--cpus-per-trial", "--cpus-per-trial 64: no node"), ("--gpus-per-trial", "--gpus-per-")],
+    [("--cpus-per-trial", "--cpus-per-trial 64 (lower it"), ("--gpus-per-trial", "--gpus-per-")],
 )
 def test_a_request_no_node_can_hold_is_one_line(flag, needle, place, local_ray, capsys):
     value = "64" if flag == "--cpus-per-trial" else "1"

@@ -162,7 +162,7 @@ def test_an_existing_experiment_is_never_overwritten(local_ray, synthetic_root, 
 def test_a_request_no_node_can_satisfy_fails_before_any_trial(local_ray, synthetic_root, tmp_path):
     doc = grid_doc()
     doc["resources"] = {"cpus": 1, "gpus": 4}
-    with pytest.raises(EgotuneError, match="--gpus-per-trial 4"):
+    with pytest.raises(EgotuneError, match=r"resources\.gpus: 4 in .*--gpus-per-trial 0 to"):
         run_search(space(doc), options(synthetic_root, tmp_path, "greedy"))
     assert not (tmp_path / "greedy").exists()
 
@@ -172,19 +172,43 @@ def test_a_request_an_autoscaled_node_type_fits_is_accepted(local_ray, monkeypat
     from ray._private.state import state
     from ray.core.generated import autoscaler_pb2
 
-    from tuner._ray_session import check_trial_resources
+    from tuner._ray_session import node_shapes
+    from tuner.preflight import ResourceRequest, check_cluster_resources
 
-    with pytest.raises(EgotuneError, match=r"--gpus-per-trial 0\.5"):
-        check_trial_resources(1, 0.5)
+    def check(gpus: float) -> None:
+        requests = [ResourceRequest("cpus", 1, "--cpus-per-trial 1")]
+        requests.append(ResourceRequest("gpus", gpus, f"--gpus-per-trial {gpus:g}"))
+        check_cluster_resources(requests, node_shapes())
+
+    with pytest.raises(EgotuneError, match=r"--gpus-per-trial 0\.5 \(lower it: 0 to train"):
+        check(0.5)
     config = autoscaler_pb2.ClusterConfig(
         node_group_configs=[
             autoscaler_pb2.NodeGroupConfig(resources={"CPU": 8, "GPU": 1}, max_count=4)
         ]
     )
     monkeypatch.setattr(state, "get_cluster_config", lambda: config)
-    check_trial_resources(1, 0.5)
-    with pytest.raises(EgotuneError, match="--gpus-per-trial 2"):
-        check_trial_resources(1, 2)
+    check(0.5)
+    with pytest.raises(EgotuneError, match=r"--gpus-per-trial 2 \(lower it: 1 or less\)"):
+        check(2)
+
+
+def test_requests_each_node_gives_alone_but_none_together_are_named_together():
+    from tuner.preflight import ResourceRequest, check_cluster_resources
+
+    requests = [
+        ResourceRequest("cpus", 4, "resources.cpus: 4 in fig10.yaml"),
+        ResourceRequest("gpus", 1, "--gpus-per-trial 1"),
+    ]
+    shapes = [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}]
+    with pytest.raises(EgotuneError) as raised:
+        check_cluster_resources(requests, shapes)
+    assert str(raised.value) == (
+        "per-trial resources no single node of the cluster has together (largest node: 8 CPUs, "
+        "1 GPUs): resources.cpus: 4 in fig10.yaml with --gpus-per-trial 1; lower one of them or "
+        "add a node that has both"
+    )
+    check_cluster_resources(requests, [*shapes, {"CPU": 4.0, "GPU": 1.0}])
 
 
 def test_a_bucket_uri_as_storage_is_refused(synthetic_root):

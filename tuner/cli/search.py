@@ -121,8 +121,15 @@ def run_search_command(args: argparse.Namespace) -> int:
         address=args.address,
         resume=bool(args.resume),
         max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures,
+        resource_flags={} if args.resume else _resource_flags(args),
     )
     return _run_and_report(space, options, args)
+
+
+def _resource_flags(args: argparse.Namespace) -> dict[str, float]:
+    """The per-trial resources given on the command line, by the space's ``resources`` keys."""
+    given = {"cpus": args.cpus_per_trial, "gpus": args.gpus_per_trial}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
