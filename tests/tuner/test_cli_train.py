@@ -141,3 +141,26 @@ def test_classification_targets_with_grid_downsampling_warn_naming_the_key(tmp_p
     err = capsys.readouterr().err
     assert code == 2
     assert "warning: ms_downsample: grid with ms_task=classification" in err
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "warned"),
+    [
+        ("ego_rnn", [], True),
+        ("ego_rnn_ms", ["--stage", "2"], True),
+        ("ego_rnn", ["--stage", "1"], False),
+        ("ego_rnn", ["--stage", "both"], False),
+        ("ego_rnn", ["--set", "init_checkpoint=stage1/best.pt"], False),
+        ("flow_resnet34", [], False),
+    ],
+)
+def test_stage_2_without_a_stage_1_checkpoint_warns_once(model, extra, warned, tmp_path, capsys):
+    argv = ["train", "--model", model, "--data", str(tmp_path / "missing")]
+    assert main([*argv, "--out", str(tmp_path / "out"), *extra]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "stage-1 checkpoint" in line]
+    expected = (
+        f"egotune: warning: stage 2 of {model} starts without a stage-1 checkpoint (stage 2 is "
+        "the default): pass --stage 1 or --stage both, or --set init_checkpoint=PATH to a "
+        "stage-1 best.pt"
+    )
+    assert lines == ([expected] if warned else [])

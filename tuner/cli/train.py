@@ -46,7 +46,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", required=True, choices=MODEL_NAMES)
     parser.add_argument("--data", required=True, type=Path, help="GTEA61 root folder")
     parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs)")
-    parser.add_argument("--stage", choices=("1", "2", "both"), default=None)
+    parser.add_argument(
+        "--stage",
+        choices=("1", "2", "both"),
+        default=None,
+        help="stage of an Ego-RNN model: 1 trains the ConvLSTM and classifier, 2 fine-tunes "
+        "from a stage-1 checkpoint (--set init_checkpoint=PATH), both runs 1 then 2 from "
+        "stage 1's best (default: 2; models without stages run their one stage)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -83,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
     from tuner.engine import Trainer
 
     config = build_config(args)
-    for warning in config_warnings(config):
+    for warning in [*_stage_warnings(config), *config_warnings(config)]:
         print(f"egotune: warning: {warning}", file=sys.stderr)
     if not args.data.is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
@@ -134,6 +141,18 @@ def run_train(args: argparse.Namespace) -> int:
     if not trainer.finished:
         raise EgotuneError("training stopped before its last epoch")
     return 0
+
+
+def _stage_warnings(config: TrainConfig) -> list[str]:
+    """Stage 2 (the default ``stage``) without stage-1 weights fine-tunes a model nothing
+    trained: the report runs stage 1 first."""
+    if config.stages != (2,) or config.init_checkpoint is not None:
+        return []
+    return [
+        f"stage 2 of {config.model} starts without a stage-1 checkpoint (stage 2 is the "
+        "default): pass --stage 1 or --stage both, or --set init_checkpoint=PATH to a stage-1 "
+        "best.pt"
+    ]
 
 
 def _check_writable(out: Path) -> None:
