@@ -7,7 +7,8 @@
   :func:`fix_dataset` repairs the repairable ones (``egotune data check``); :func:`verify_frames`
   decodes every frame of an index (a search's pre-flight check).
 * :class:`ClipDataset` turns videos into RGB clips, flow stacks, motion-map targets and static
-  clips with the Ego-RNN sampling and transforms, reproducibly per ``(seed, epoch, index)``.
+  clips with the Ego-RNN sampling and transforms, reproducibly per ``(seed, epoch, index)``;
+  :class:`EpochBatches` feeds it ``(epoch, index)`` keys for loaders that outlive an epoch.
 * :class:`FrameStore` decodes every frame once per node into memory-mapped uint8 files that
   ``ClipDataset`` reads instead of PNGs; :class:`BatchFinisher` resizes and normalises whole
   batches on the GPU.
@@ -15,6 +16,7 @@
 """
 
 from data_pipeline._batch_finisher import BatchFinisher
+from data_pipeline._batches import EpochBatches
 from data_pipeline._check import CheckReport, check_dataset, discover, verify_frames
 from data_pipeline._classes import GTEA61_CLASSES, choose_classes
 from data_pipeline._dataset import MODALITIES, ClipDataset
@@ -65,6 +67,7 @@ __all__ = [
     "DatasetError",
     "DatasetIndex",
     "DatasetWarning",
+    "EpochBatches",
     "FatalProblem",
     "FrameDecoder",
     "FrameStore",

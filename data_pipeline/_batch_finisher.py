@@ -44,7 +44,11 @@ class BatchFinisher:
         self.mmap_target = mmap_target
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Deferred batch (see :class:`ClipDataset`) -> the batch of finished items."""
+        """Deferred batch (see :class:`ClipDataset`) -> the batch of finished items.
+
+        ``crop_side`` is read on the host: keep it there when the rest moves to the GPU, or
+        reading it waits for the GPU.
+        """
         if "crop_side" not in batch:
             return batch
         out = dict(batch)
@@ -81,7 +85,9 @@ class BatchFinisher:
         )
         for side in sorted(set(sides)):
             members = [b for b, s in enumerate(sides) if s == side]
-            chosen = torch.tensor(members, device=canvases.device)
+            # a copy from host memory without waiting: a blocking one would make the host wait
+            # for every kernel queued before it (the previous training step)
+            chosen = torch.tensor(members).to(canvases.device, non_blocking=True)
             cut = canvases[..., :side, :side].index_select(0, chosen)  # (n, ..., side, side)
             images = cut.reshape(-1, channels, side, side)  # (n * planes / C, C, side, side)
             resized = resize_square(images, size).reshape(len(members), *rest, size, size)

@@ -2,7 +2,9 @@
 
 Every random choice of an item (flip, crop scale and corner, flow start, static frame) comes from
 ``numpy.random.default_rng([seed, epoch, index])``, never from global state: an item is the same
-whatever the number of DataLoader workers, and a run resumed at an epoch sees the same data.
+whatever the number of DataLoader workers, and a run resumed at an epoch sees the same data. The
+epoch is the dataset's own (:meth:`ClipDataset.set_epoch`) or travels with the key
+(``dataset[epoch, index]``), as loaders whose workers outlive an epoch need.
 """
 
 from __future__ import annotations
@@ -140,9 +142,13 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
     def label(self, video: Video) -> int:
         return self._labels[video.class_name]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item ``index`` of the epoch set by :meth:`set_epoch`, or, for a key
+        ``(epoch, index)`` (:class:`~data_pipeline.EpochBatches`), of that epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        _check_int("epoch", epoch, 0)
         video = self.videos[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         # Fixed draw order (crop, flow start, static frame) whatever the modalities.
         params = self.transform.draw(rng)
         starts = flow_starts(

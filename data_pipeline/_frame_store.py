@@ -14,7 +14,9 @@ Layout, under ``cache_dir/<fingerprint[:16]>-s<scale_size>/``::
     rgb.json    manifest: format, fingerprint, scale size, per video offset, shape and CRC-32
     flow_x.u8   flow_x.json   flow_y.u8   flow_y.json   mmaps.u8   mmaps.json
 
-Each kind is built on first use, so an RGB-only trial never decodes flow. Concurrency and
+Each kind is built on first use, so an RGB-only trial never decodes flow. A process that opens
+a store it opened before, whose files are unchanged since, skips the check (a reused trial
+worker). Concurrency and
 failures: a lock file beside the folder (``fcntl.flock``; the kernel drops it when its holder
 dies, so it never goes stale) is held shared while a store is checked and exclusively while it
 is built; a second process that needs a store under construction waits and then reuses it. A
@@ -126,6 +128,9 @@ class FrameStore:
         kinds = store_kinds(modalities)
         fingerprint = dataset_fingerprint(index)
         directory = Path(cache_dir).expanduser() / f"{fingerprint[:16]}-s{scale_size}"
+        opened = _OPENED.get((directory, kinds))
+        if opened is not None and opened.files == _identities(directory, kinds):
+            return opened.store
         workers = workers or _usable_cpus()
         _make_folder(directory)
         spec = _Spec(directory, fingerprint, scale_size, index.videos)
@@ -149,12 +154,13 @@ class FrameStore:
             return cls._mapped(spec, kinds, index)
 
     @classmethod
-    def _mapped(cls, spec: _Spec, kinds: Sequence[str], index: DatasetIndex) -> FrameStore:
+    def _mapped(cls, spec: _Spec, kinds: tuple[str, ...], index: DatasetIndex) -> FrameStore:
         layout = {kind: spec.entries(kind) for kind in kinds}
         store = cls(spec.directory, spec.scale_size, layout)
         store._index_paths(index.videos)
         for kind in kinds:
             store._map(kind)  # while the lock keeps the checked file in place
+        _OPENED[spec.directory, kinds] = _Opened(store, _identities(spec.directory, kinds))
         return store
 
     def _index_paths(self, videos: Sequence[Video]) -> None:
@@ -186,6 +192,34 @@ class FrameStore:
             data = self._map(kind)[start : start + entry.frame_bytes]
             frames.append(data.reshape(entry.height, entry.width, entry.channels))
         return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (N, C, H, W)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A store this process checked, and the identity of its files when it did."""
+
+    store: FrameStore
+    files: tuple[tuple[int, int, int], ...]
+
+
+_OPENED: dict[tuple[Path, tuple[str, ...]], _Opened] = {}
+"""Stores opened by this process. Checking a store reads all of it (2 s for GTEA61's 8 GB of
+RGB); a process that opens the same store again (a reused trial worker) takes the checked one
+while its files are the very files checked: same inode, size and modification time."""
+
+
+def _identities(directory: Path, kinds: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
+    """(inode, size, mtime) of each kind's data file and manifest; zeros when absent."""
+    found = []
+    for kind in kinds:
+        for name in (f"{kind}.u8", f"{kind}.json"):
+            try:
+                stat = (directory / name).stat()
+            except OSError:
+                found.append((0, 0, 0))
+                continue
+            found.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from tuner.recipes import RECIPES, recipe_for
 
 __all__ = [
+    "COMPILE_MODES",
     "MODEL_NAMES",
     "MS_LAYERS",
     "check_choice",
@@ -30,6 +31,8 @@ MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
 """Motion-segmentation taps and their map side at 224 px."""
 MODEL_NAMES = tuple(RECIPES)
 """Every model with a recipe, in registration order."""
+COMPILE_MODES = ("off", "default", "reduce-overhead", "auto")
+"""Values of ``compile`` (:mod:`tuner._device`)."""
 
 
 def is_number(value: Any) -> bool:
@@ -114,6 +117,7 @@ def validate_config(cfg: Any) -> None:
     ):
         raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     check_choice("precision", cfg.precision, ("fp32", "bf16"))
+    check_choice("compile", cfg.compile, COMPILE_MODES)
     every = cfg.checkpoint_every
     if every != "auto" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
         raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")

@@ -93,6 +93,7 @@ class EpochTotals:
         self.count += size
         self._add("correct", (out.logits.detach().argmax(dim=1) == labels).sum())
         self._add("loss", out.action_loss.detach() * size)
+        self._add("nonfinite", out.loss.detach().isfinite().logical_not())
         if out.aux:
             self.aux_count += size
             for name, value in out.aux.items():
@@ -101,6 +102,11 @@ class EpochTotals:
     def _add(self, name: str, value: Tensor) -> None:
         value = value.double()
         self.sums[name] = value if name not in self.sums else self.sums[name] + value
+
+    def finite(self) -> bool:
+        """Whether every total loss added so far was finite (one read of the device)."""
+        flagged = self.sums.get("nonfinite")
+        return flagged is None or float(flagged) == 0
 
     def summary(self) -> dict[str, float]:
         values = {k: float(v) for k, v in self.sums.items()}

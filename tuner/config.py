@@ -136,6 +136,10 @@ class TrainConfig:
     """``fp32``, or ``bf16`` autocast (CUDA only)."""
     channels_last: bool = False
     """Use the channels_last memory format for the CNN (CUDA only)."""
+    compile: str = "off"
+    """``torch.compile`` of the model's modules (CUDA only): ``off``, ``default``,
+    ``reduce-overhead`` (CUDA graphs) or ``auto`` (``reduce-overhead`` for long runs); see
+    docs/performance.md."""
     num_workers: int = 2
     """DataLoader worker processes (0 loads in the training process)."""
     pin_memory: bool = False

@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
 
 from data_pipeline import (
     ClipDataset,
@@ -45,6 +44,8 @@ from data_pipeline import (
     split_by_user,
 )
 from models import set_stage_mode, tap_size
+from tuner._device import DevicePlan
+from tuner._loading import BatchStream, emulate_loader_seed_draw
 from tuner._optim import build_optimizer, build_scheduler
 from tuner._records import TIME_FIELDS, EpochRecord, EpochTotals, video_predictions
 from tuner._simulated_gpu import SimulatedGPU
@@ -72,23 +73,16 @@ __all__ = [
 ]
 
 
-class EpochSampler(Sampler[int]):
-    """Shuffles with a permutation drawn from ``(seed, epoch)``: the data-order state is 2 ints."""
+VAL_CACHE_BYTES = {"cuda": 2 << 30, "cpu": 512 << 20}
+"""Largest validation set (its batches as they reach the model's device, before the finisher)
+kept there after the first validation, per device type; a larger one is read every epoch."""
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.seed = seed
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, 0x5EED))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
+def epoch_order(seed: int, size: int, epoch: int) -> list[int]:
+    """The training data order of ``epoch``: a permutation drawn from ``(seed, epoch)``, so the
+    data-order state is 2 ints."""
+    generator = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
+    return torch.randperm(size, generator=generator).tolist()
 
 
 def frame_store_dir(config: TrainConfig) -> Path:
@@ -111,9 +105,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    """One training run of ``config`` on the videos of ``index``."""
+    """One training run of ``config`` on the videos of ``index``.
 
-    def __init__(self, config: TrainConfig, index: DatasetIndex) -> None:
+    ``plan`` overrides how the model is prepared for its device (:class:`tuner._device.DevicePlan`:
+    memory format, autocast, compilation); by default it follows the configuration. Call
+    :meth:`close` when done: the run's loader processes live until then.
+    """
+
+    def __init__(
+        self, config: TrainConfig, index: DatasetIndex, *, plan: DevicePlan | None = None
+    ) -> None:
         self.config = config
         self.classes = list(index.classes)
         self.device = resolve_device(config.device)
@@ -130,13 +131,19 @@ class Trainer:
         self.train_set = self._dataset(train_videos, train=True)
         self.val_set = self._dataset(val_videos, train=False)
         self._finish = self.train_set.finisher()
+        self._train_stream = self._stream(self.train_set, train=True)
+        self._val_stream: BatchStream | None = self._stream(self.val_set, train=False)
+        self._val_cache: list[dict[str, Tensor]] | None = None
         torch.manual_seed(_mix(config.seed, 0, 0x1217))  # weight initialisation
-        self.model = build_model(config, len(self.classes)).to(self.device)
-        if config.channels_last and self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._autocast = config.precision == "bf16" and self.device.type == "cuda"
+        steps = self.total_epochs * self._train_stream.batches_per_epoch
+        self.plan = plan or DevicePlan.for_config(config, self.device, planned_steps=steps)
+        self.model = self.plan.prepare(build_model(config, len(self.classes)).to(self.device))
         self._simulated = SimulatedGPU.from_environment()
-        if self.device.type == "cpu" and (config.precision != "fp32" or config.channels_last):
+        if (
+            self.device.type == "cpu"
+            and plan is None
+            and (config.precision != "fp32" or config.channels_last)
+        ):
             warnings.warn(
                 "precision/channels_last apply to CUDA only; the CPU runs fp32", stacklevel=2
             )
@@ -179,7 +186,27 @@ class Trainer:
             done += 1
 
     def close(self) -> None:
-        """Release what the run holds besides its tensors (nothing yet)."""
+        """Stop the run's loader processes (the trainer cannot train afterwards)."""
+        self._train_stream.close()
+        if self._val_stream is not None:
+            self._val_stream.close()
+
+    def first_training_batch(self) -> dict[str, Tensor]:
+        """The first batch of the next epoch on the model's device, finished (for benchmarks
+        and probes of the step)."""
+        return self._to_device(next(iter(self._train_stream.epoch(self.global_epoch + 1))))
+
+    def train_step(self, batch: dict[str, Tensor]) -> Any:
+        """One optimiser step on ``batch`` (on the model's device): the recipe's losses under
+        the run's precision, backward, step. Returns the step's output; nothing is recorded."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.plan.mark_step()
+        with self.plan.autocast():
+            out = self._step(batch, train=True)
+        if self._simulated is None:
+            out.loss.backward()
+            self.optimizer.step()
+        return out
 
     def resume_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this trainer stands, but the best weights.
@@ -317,8 +344,10 @@ class Trainer:
             norm.reset_running_stats()
             norm.momentum = None  # cumulative average over the whole pass
             norm.train()
-        for batch in self._loader(self.train_set, 0, train=True):
-            self._step(self._to_device(batch), train=False)
+        for batch in self._train_stream.epoch(0):
+            self.plan.mark_step()
+            with self.plan.autocast():
+                self._step(self._to_device(batch), train=False)
         for norm in norms:
             norm.momentum = 0.1
         self.model.train()
@@ -372,26 +401,22 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         set_stage_mode(self.model, self.stage)
-        loader = self._loader(self.train_set, epoch, train=True)
+        emulate_loader_seed_draw()
         totals = EpochTotals(self.recipe.aux_names)
         wait = 0.0
         tick = time.perf_counter()
-        for batch in loader:
+        for batch in self._train_stream.epoch(epoch):
             wait += time.perf_counter() - tick
             batch = self._to_device(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            with self._precision():
-                out = self._step(batch, train=True)
-            if not torch.isfinite(out.loss):
-                raise FloatingPointError(
-                    f"non-finite training loss at epoch {epoch}; lower lr (now "
-                    f"{self.optimizer.param_groups[0]['lr']:g}) or check the data"
-                )
-            if self._simulated is None:
-                out.loss.backward()
-                self.optimizer.step()
+            out = self.train_step(batch)
             totals.add(out, batch["label"])
             tick = time.perf_counter()
+        # read once per epoch: a read per step would make the host wait for every step
+        if not totals.finite():
+            raise FloatingPointError(
+                f"non-finite training loss at epoch {epoch}; lower lr (now "
+                f"{self.optimizer.param_groups[0]['lr']:g}) or check the data"
+            )
         return {**totals.summary(), "wait": wait}
 
     @torch.no_grad()
@@ -399,9 +424,10 @@ class Trainer:
         self.model.eval()
         totals = EpochTotals(())
         probabilities, labels = [], []
-        for batch in self._loader(self.val_set, 0, train=False):
-            batch = self._to_device(batch)
-            with self._precision():
+        for moved in self._validation_batches():
+            batch = self._finish(moved)
+            self.plan.mark_step()
+            with self.plan.autocast():
                 out = self._step(batch, train=False)
             totals.add(out, batch["label"])
             probabilities.append(out.logits.detach().float().softmax(dim=1))  # stays on device
@@ -442,6 +468,47 @@ class Trainer:
             warnings.warn(f"{exc}; decoding PNG files instead", stacklevel=3)
             return None
 
+    def _validation_batches(self) -> Iterator[dict[str, Tensor]]:
+        """The validation batches on the model's device, before the finisher.
+
+        Validation sees the same clips every epoch (centre crops, fixed frames), so after the
+        first pass its batches stay on the device when they fit in :data:`VAL_CACHE_BYTES`, and
+        its loader processes end; later validations cost their forward passes alone.
+        """
+        if self._val_cache is not None:
+            yield from self._val_cache
+            return
+        assert self._val_stream is not None
+        budget = VAL_CACHE_BYTES.get(self.device.type, 0)
+        kept: list[dict[str, Tensor]] | None = []
+        size = 0
+        for batch in self._val_stream.epoch(0):
+            moved = self._move(batch)
+            if kept is not None:
+                size += sum(t.numel() * t.element_size() for t in moved.values())
+                if size <= budget:
+                    kept.append(moved)
+                else:
+                    kept = None
+            yield moved
+        if kept is not None:
+            self._val_cache = kept
+            self._val_stream.close()
+            self._val_stream = None
+
+    def _stream(self, dataset: ClipDataset, *, train: bool) -> BatchStream:
+        cfg = self.config
+        seed, size = cfg.seed, len(dataset)
+        return BatchStream(
+            dataset,
+            size=size,
+            order=(lambda epoch: epoch_order(seed, size, epoch)) if train else _in_turn(size),
+            batch_size=cfg.batch_size,
+            drop_last=train and cfg.drop_last and size > cfg.batch_size,
+            num_workers=cfg.num_workers,
+            pin_memory=cfg.pin_memory and self.device.type == "cuda",
+        )
+
     def _dataset(self, videos: list[Video], *, train: bool) -> ClipDataset:
         cfg = self.config
         return ClipDataset(
@@ -462,34 +529,25 @@ class Trainer:
             deferred=self._deferred,
         )
 
-    def _loader(self, dataset: ClipDataset, epoch: int, *, train: bool) -> DataLoader:
-        dataset.set_epoch(epoch)
-        sampler = None
-        if train:
-            sampler = EpochSampler(len(dataset), self.config.seed)
-            sampler.set_epoch(epoch)
-        return DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.config.num_workers,
-            pin_memory=self.config.pin_memory and self.device.type == "cuda",
-            drop_last=train and self.config.drop_last and len(dataset) > self.config.batch_size,
-        )
-
     def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Copy a batch to the device and finish its deferred clips there."""
-        return self._finish({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        return self._finish(self._move(batch))
+
+    def _move(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Copy a batch to the device without waiting; the finisher's crop sides stay on the
+        host, where it reads them."""
+        return {
+            k: v if k == "crop_side" else v.to(self.device, non_blocking=True)
+            for k, v in batch.items()
+        }
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _precision(self) -> Any:
-        if self._autocast:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+
+def _in_turn(size: int) -> Any:
+    return lambda epoch: range(size)
 
 
 def _wants_bn_calibration(cfg: TrainConfig) -> bool:
@@ -508,7 +566,7 @@ def _check_compatible(
     saved = state.get("config")
     if not isinstance(saved, dict):
         raise CheckpointError("checkpoint has no configuration; it was not written by egotune")
-    theirs, current = flatten_config(saved), flatten_config(config.to_dict())
+    theirs, current = flatten_config(_with_defaults(saved)), flatten_config(config.to_dict())
     differing = sorted(
         key
         for key in set(theirs) | set(current)
@@ -523,6 +581,15 @@ def _check_compatible(
         )
     if list(state.get("classes", [])) != classes:
         raise CheckpointError("checkpoint was written for another dataset (class list differs)")
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration with the keys added since it was written at their defaults (an
+    older checkpoint lacks them but ran as their defaults do)."""
+    try:
+        return TrainConfig.from_dict(saved).to_dict()
+    except (ValueError, TypeError):
+        return saved
 
 
 def _plain(value: Any) -> Any:

@@ -166,6 +166,7 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
         # Stopped by Tune (ASHA): Tune waits briefly for this thread before reusing the worker,
         # so the write in flight finishes in the background instead.
         device = trainer.device
+        trainer.close()  # its loader processes
         checkpoints.close(wait=not stopped)
         del trainer, checkpoints, run
         _release(device)

@@ -228,3 +228,25 @@ def test_dataset_refuses_a_store_of_another_scale(index, tmp_path):
     store = _open(index, tmp_path, crop_size=26, modalities=("rgb",))
     with pytest.raises(ValueError, match=r"decoder: .*scale_size 30"):
         _dataset(index, decoder=store, modalities=("rgb",))
+
+
+def test_a_process_checks_a_store_once_while_its_files_stay_the_same(index, tmp_path, monkeypatch):
+    """A reused trial worker opens its node's store again for every trial: the check reads the
+    whole store, so it is done again only when a file changed since."""
+    first = _open(index, tmp_path, modalities=("rgb",))
+    checks = []
+    monkeypatch.setattr(FrameStore, "_mapped", _counting(FrameStore._mapped, checks))
+    assert _open(index, tmp_path, modalities=("rgb",)) is first
+    assert checks == []
+    data = first.directory / "rgb.u8"
+    data.write_bytes(data.read_bytes())  # rewritten in place: another modification time
+    again = _open(index, tmp_path, modalities=("rgb",))
+    assert again is not first and len(checks) == 1
+
+
+def _counting(method, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return method(*args, **kwargs)
+
+    return classmethod(lambda cls, *args, **kwargs: counted(*args, **kwargs))

@@ -41,7 +41,7 @@ def test_training_steps_lower_the_loss(synthetic_root, family):
     trainer = make_trainer(
         synthetic_root, model=model, stage=stage, lr=1e-3, optimizer="adam", **extra
     )
-    batch = trainer._to_device(next(iter(trainer._loader(trainer.train_set, 1, train=True))))
+    batch = trainer.first_training_batch()
     trainer.model.train()
     losses = []
     for _ in range(8):
