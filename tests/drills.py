@@ -91,8 +91,9 @@ def interrupt_search_when(
     return search.returncode, out, err
 
 
-def resume_search(storage: Path, name: str, address: str | None = None) -> None:
-    """``egotune search --resume name`` to the end; it must succeed."""
+def resume_search(storage: Path, name: str, address: str | None = None) -> str:
+    """``egotune search --resume name`` to the end; it must succeed. Returns its console
+    (stdout, then stderr)."""
     resumed = subprocess.run(
         [*SEARCH, "--resume", name, "--storage", str(storage), *_address(address)],
         capture_output=True,
@@ -100,6 +101,7 @@ def resume_search(storage: Path, name: str, address: str | None = None) -> None:
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resumed.stdout + resumed.stderr
 
 
 def _address(address: str | None) -> list[str]:

@@ -314,6 +314,14 @@ REPORT_EVERY_S = 20
 """Seconds between two tables of the live console (and one when the search ends)."""
 
 
+def select_classic_console() -> None:
+    """Tune's classic console, the one that prints a ``CLIReporter``'s table: Tune's newer console
+    (``RAY_AIR_NEW_OUTPUT`` unset) ignores the reporter, with a warning, and infers its own
+    columns. A restored Tuner brings back the reporter it was built with but not this setting, so
+    a resumed search selects it too. An environment that chose a console keeps it."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
 def build_progress_reporter(space: SearchSpace | None, *, every_s: float = REPORT_EVERY_S) -> Any:
     """Tune's ``CLIReporter`` for the live console of a search of ``space`` (``None``: a single
     run, such as a prerequisite, optimising ``val_acc``).
@@ -327,7 +335,7 @@ def build_progress_reporter(space: SearchSpace | None, *, every_s: float = REPOR
     """
     from ray import tune
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    select_classic_console()
     metric, mode = (space.scheduler.metric, space.scheduler.mode) if space else ("val_acc", "max")
     columns = {"epoch": "epoch", metric: metric, "best_val_acc": "best_val_acc"}
     columns.setdefault("train_loss", "train_loss")

@@ -48,6 +48,7 @@ from tuner._tune_mapping import (
     build_progress_reporter,
     build_tune_config,
     resolve_trial_config,
+    select_classic_console,
     trial_configs,
     trial_resources,
 )
@@ -479,6 +480,7 @@ def _train_prerequisite(
     )
     run_dir = folder / "run"
     if tune.Tuner.can_restore(str(run_dir)):
+        select_classic_console()  # the restored reporter prints only on Tune's classic console
         tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
@@ -562,6 +564,7 @@ def _make_tuner(
         tune.with_parameters(options.trainable, index=index, store=store), trial_resources(space)
     )
     if options.resume:
+        select_classic_console()  # the restored reporter prints only on Tune's classic console
         return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
     callback = ParquetResultsCallback(
         experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs

@@ -202,8 +202,12 @@ def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(
         else pd.DataFrame()
     )
 
-    resume_search(storage, "driverkill", address=local_ray_address)
+    console = resume_search(storage, "driverkill", address=local_ray_address)
     trials, rows = assert_each_epoch_once(experiment)
+    # the resumed console is a fresh search's: Tune's classic table with the same columns
+    assert "AIR_VERBOSITY is set" not in console and "Trial status:" not in console
+    header = [line for line in console.splitlines() if line.startswith("| Trial name")][-1]
+    assert "val_acc" in header and "best_val_acc" in header and "epoch" in header
     assert len(trials) == 4
     last_epochs = rows.groupby("trial_id")["epoch"].max()
     assert set(last_epochs) <= rungs, last_epochs  # stopped only at a rung, counted by epoch

@@ -343,6 +343,21 @@ def test_rewriting_metadata_keeps_earlier_runs(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["experiment.json"]
 
 
+def test_a_resumed_search_keeps_its_first_start_time(tmp_path):
+    first = _write_metadata(tmp_path, argv=["first"])
+    assert "resumed_at" not in first
+    (tmp_path / "experiment.json").write_text(
+        (tmp_path / "experiment.json")
+        .read_text()
+        .replace(first["started_at"], "2026-01-02T03:04:05+00:00")
+    )
+    second = _write_metadata(tmp_path, argv=["second"])
+    third = _write_metadata(tmp_path, argv=["third"])
+    assert second["started_at"] == third["started_at"] == "2026-01-02T03:04:05+00:00"
+    assert third["resumed_at"] > "2026-01-02T03:04:05+00:00"
+    assert third["previous_runs"][1]["resumed_at"] == second["resumed_at"]
+
+
 def test_reading_metadata_of_a_folder_without_it_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"experiment\.json"):
         read_experiment_metadata(tmp_path)

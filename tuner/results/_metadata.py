@@ -65,7 +65,8 @@ def write_experiment_metadata(
     The record also holds the code version (package version and ``git describe``), the dataset
     fingerprint, the versions of Python, Ray, torch and torch's CUDA build, the hostname, the start
     time (UTC, ISO 8601) and the command line. When the file already exists (a resumed search),
-    the earlier records move, oldest first, into ``previous_runs``. The write is atomic.
+    the earlier records move, oldest first, into ``previous_runs``; ``started_at`` stays the
+    search's first start and ``resumed_at`` is this run's. The write is atomic.
     """
     path = Path(exp_dir) / METADATA_FILE
     record: dict[str, Any] = {
@@ -83,6 +84,8 @@ def write_experiment_metadata(
     if path.is_file():
         previous = read_experiment_metadata(exp_dir)
         record["previous_runs"] = [*previous.pop("previous_runs", []), previous]
+        record["resumed_at"] = record["started_at"]
+        record["started_at"] = previous.get("started_at", record["started_at"])
     text = json.dumps(record, indent=2, default=str) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text)
