@@ -11,9 +11,10 @@ tensor cores read fastest in bf16), ``precision: bf16`` runs the steps under bf1
 * ``auto``: ``reduce-overhead`` on CUDA for a run of at least :data:`AUTO_COMPILE_STEPS`
   training steps, where its warm-up pays back, else ``off``.
 
-The CPU runs fp32, eager, with the default layout. :meth:`DevicePlan.for_config` with
-``as_on_cuda=True`` applies CUDA's preparation on the CPU instead (CPU bf16 autocast), so a CPU
-test takes every model through the same path a GPU run takes.
+The CPU runs fp32 with the default layout (``compile`` other than ``auto`` applies there too).
+:meth:`DevicePlan.for_config` with ``as_on_cuda=True`` applies CUDA's preparation on the CPU
+instead (CPU bf16 autocast), so a CPU test takes every model through the same path a GPU run
+takes.
 
 Compiling in place (``nn.Module.compile``) keeps the state-dict keys, so checkpoints of compiled
 and eager runs are interchangeable.
@@ -48,6 +49,9 @@ class DevicePlan:
     autocast_dtype: torch.dtype | None = None
     compile_mode: str | None = None
     """``default`` or ``reduce-overhead``; ``None``: eager."""
+    compile_backend: str = "inductor"
+    """``torch.compile``'s backend; tests on the CPU take ``aot_eager`` (the same graph capture
+    without generating kernels, which takes a minute per model there)."""
 
     @classmethod
     def for_config(
@@ -77,8 +81,10 @@ class DevicePlan:
         if self.channels_last:
             to_channels_last(model)
         if self.compile_mode is not None:
+            inductor = self.compile_backend == "inductor"
+            mode = self.compile_mode if inductor else None
             for child in model.children():
-                child.compile(mode=self.compile_mode)
+                child.compile(mode=mode, backend=self.compile_backend)
         return model
 
     def autocast(self) -> Any:

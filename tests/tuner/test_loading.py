@@ -3,6 +3,7 @@ loader processes forked once, exact resumes through repositioned workers, valida
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -199,3 +200,31 @@ def test_every_model_and_stage_trains_through_the_cuda_preparation(
     assert torch.isfinite(torch.tensor([record.train_loss, record.val_loss])).all()
     after = dict(trainer.model.named_parameters())
     assert any(not torch.equal(after[n], before) for n, before in trained.items())
+
+
+# -- compile ------------------------------------------------------------------------------------
+def compiled_trainer(root: Path, **overrides: object) -> Trainer:
+    """A run whose modules are compiled: dynamo's graph capture and AOTAutograd as on a GPU,
+    without generating kernels (``aot_eager``), which takes a minute per model on this CPU."""
+    from tuner._device import DevicePlan
+
+    config = TrainConfig.from_dict(
+        tiny_config_values(**{**VALUES, "compile": "default", **overrides})
+    )
+    plan = DevicePlan.for_config(config, torch.device("cpu"))
+    assert plan.compile_mode == "default"
+    plan = dataclasses.replace(plan, compile_backend="aot_eager")
+    return Trainer(config, discover(root), plan=plan)
+
+
+def test_a_compiled_run_computes_the_eager_metrics_and_resumes_exactly(synthetic_root, tmp_path):
+    eager = make_trainer(synthetic_root, bn_calibration="off")
+    expected = metrics(eager.run())
+    first = compiled_trainer(synthetic_root, bn_calibration="off")
+    head = metrics(first.run(max_epochs=2))
+    state = first.state_dict()
+    assert set(state["model"]) <= set(eager.model.state_dict())  # interchangeable checkpoints
+    save_checkpoint(state, tmp_path / "latest.pt")
+    second = compiled_trainer(synthetic_root, bn_calibration="off")
+    second.load_state_dict(load_checkpoint(tmp_path / "latest.pt"))
+    assert head + metrics(second.run()) == expected
