@@ -98,6 +98,48 @@ def test_top_text_shows_mean_plus_minus_std(storage, capsys):
     assert "72.50 ± 1.00 (n=3)" in capsys.readouterr().out
 
 
+def columns_of(line: str) -> list[tuple[int, int]]:
+    """Where each run of text separated by two or more spaces starts and ends."""
+    import re
+
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", line)]
+
+
+def test_top_text_aligns_each_header_with_its_column_and_counts_seeds(storage, capsys):
+    assert main(["results", "top", "grid", "-k", "2"]) == 0
+    header, first, second = capsys.readouterr().out.splitlines()
+    assert [header[a:b] for a, b in columns_of(header)] == [
+        "gamma", "lr", "milestones", "best_val_acc", "95 % CI", "best", "seeds", "epochs_run"
+    ]  # fmt: skip
+    for row in (first, second):
+        spans = columns_of(row)
+        assert len(spans) == 8, row
+        for (h_start, h_end), (start, end) in zip(columns_of(header), spans, strict=True):
+            assert start == h_start or end == h_end, (header, row)  # flush left or right
+    assert row[slice(*columns_of(second)[6])] == "3"  # three seeds, not the seed values
+
+
+def test_accuracy_prints_hyperparameters_as_top_does(tmp_path, capsys):
+    from tests.tuner.test_stats import pattern, write_experiment
+
+    cells = {
+        "a": ({"lr": 3e-4, "weight_decay": 1e-5}, pattern(30)),
+        "b": ({"lr": 1e-3, "weight_decay": 5e-4}, pattern(20)),
+    }
+    write_experiment(tmp_path / "grid", cells)
+    assert main(["results", "accuracy", "grid", "--storage", str(tmp_path)]) == 0
+    header, first, second, *_ = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["trial_id", "status", "lr", "weight_decay"]
+    assert [first.split()[2:4], second.split()[2:4]] == [["3e-04", "1e-05"], ["1e-03", "5e-04"]]
+
+
+def test_folds_of_a_search_without_folds_is_one_line(storage, capsys):
+    assert main(["results", "folds", "grid"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("egotune: error: folds: this search has no cross-validation folds")
+    assert len(err.splitlines()) == 1 and "no column" not in err and not out
+
+
 def test_list_json_counts_trials_by_status(storage, capsys):
     (listed,) = run_json(capsys, "list")
     assert listed["experiment"] == "grid"

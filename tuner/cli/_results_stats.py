@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tuner import results
+from tuner.cli._text_table import text_table
 from tuner.errors import UsageError
 
 __all__ = ["add_stats_commands", "compare_trials_command", "is_trial_comparison"]
@@ -129,7 +130,7 @@ def _accuracy(args: argparse.Namespace) -> int:
         [_interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
     )
     shown = shown.rename(columns={"last_k_mean": f"last {args.last} mean"})
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(text_table(shown, params=results.hyperparameter_columns(experiment.trials)))
     videos = int(table["videos"].max())
     if videos:
         print(f"one video is {100 / videos:.2f} points; the selected epoch is chosen on the same "
@@ -202,9 +203,10 @@ def _folds(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.json:
         return _print({"folds": _records(per_fold.reset_index()), "summary": _records(summary)})
-    print(per_fold.to_string(float_format=lambda v: f"{v:.2f}"))
+    params = results.hyperparameter_columns(experiment.trials)
+    print(text_table(per_fold.reset_index(), params=params))
     print()
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(text_table(summary, params=params))
     return 0
 
 

@@ -23,6 +23,7 @@ from tuner.cli._results_stats import (
     compare_trials_command,
     is_trial_comparison,
 )
+from tuner.cli._text_table import cell_text, text_table
 from tuner.errors import UsageError
 
 __all__ = ["register"]
@@ -197,12 +198,12 @@ def _top_view(
     view[value] = [
         _mean_std(m, s, n) for m, s, n in zip(table["mean"], table["std"], table["n"], strict=True)
     ]
-    view["95 % CI of the mean"] = [
+    view[f"{100 * results.LEVEL:g} % CI"] = [
         "-" if pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
         for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)
     ]
     view["best"] = table["best"]
-    view["seeds"] = table["seeds"].map(lambda s: ",".join(str(v) for v in s))
+    view["seeds"] = table["seeds"].map(lambda seeds: len(set(seeds)))  # how many, not which
     view["epochs_run"] = table["epochs_run"]
     return view
 
@@ -414,19 +415,15 @@ def _print_json(payload: Any) -> int:
 
 
 def _text(table: pd.DataFrame, *, index: bool = False, params: Sequence[str] = ()) -> str:
-    """``table`` as aligned text: ``params`` columns as the report prints hyperparameters
-    (``1e-04``, ``[30, 70]``), other numbers with two decimals (``75.00``)."""
+    """``table`` as aligned text (:func:`text_table`); with ``index``, pandas' layout of the
+    index and columns (the compare table)."""
+    if not index:
+        return text_table(table, params=params)
     shown = table.copy().astype(object)
     for name in shown.columns:
-        format_ = results.format_number if name in params else _cell
+        format_ = results.format_number if name in params else cell_text
         shown[name] = shown[name].map(format_)
     return shown.to_string(index=index)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if pd.isna(value) else f"{value:.2f}"
-    return results.format_number(value)
 
 
 def _markdown(table: pd.DataFrame) -> str:

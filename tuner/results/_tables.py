@@ -82,10 +82,17 @@ def fold_table(
     """A cross-validated experiment by fold: ``value`` per configuration (rows, mean over seeds)
     and held-out users (columns), and per configuration the ``mean``, ``std`` and ``n`` over its
     folds. Raises ``ValueError`` when the validation users do not vary."""
-    require_columns(trials, [value, "val_users"], "value")
+    require_columns(trials, [value], "value")
+    no_folds = (
+        "folds: this search has no cross-validation folds (its trials share their validation "
+        "users); a space with folds: {leave_one_user_out: [...]} has them "
+        "(docs/search-spaces.md), and egotune results top shows this one's seeds"
+    )
+    if "val_users" not in trials.columns:
+        raise ValueError(no_folds)
     done = hashable(trials.dropna(subset=[value]), ["val_users"])
     if done["val_users"].nunique() < 2:
-        raise ValueError("folds: the trials share their validation users (no folds to compare)")
+        raise ValueError(no_folds)
     done["fold"] = done["val_users"].map(_fold_name)
     keys = [c for c in varying_columns(done) if c not in ("seed", "fold", *FOLD_COLUMNS)]
     done = hashable(done, keys)
