@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from tuner.cli._help import plain_help
 from tuner.errors import EgotuneError, UsageError
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="run a benchmark from bench/ (list: egotune bench list)",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tuner.cli._help import plain_help
 from tuner.errors import UsageError
 from tuner.spaces import REPLAYABLE, Algorithm
 
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay",
         help="replay a finished experiment's curves under other schedulers",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner.cli._help import plain_help
 from tuner.cli.search import add_search_arguments
 from tuner.errors import EgotuneError, UsageError
 
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     submit = subparsers.add_parser(
         "submit",
         help="submit a search to a Ray cluster as a Ray job",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument("space", help="bundled space name or local YAML file")
