@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_pipeline import synthesize
-from tests import lanes
+from tests import fork_log, lanes
 
 SYNTH_CLASSES = 4
 
@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     otherwise each write a new one, and a client could read another cluster's token."""
     if "EGOTUNE_CACHE_DIR" not in os.environ:
         os.environ["EGOTUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="egotune-test-cache-")
+    fork_log.install()
     if not hasattr(config, "workerinput") and not (Path.home() / ".ray" / "auth_token").is_file():
         from ray._private.authentication.authentication_token_setup import (
             generate_and_save_token,

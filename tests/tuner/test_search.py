@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config_values
+from tests.fork_log import forks_of_ray_workers
 from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
 from tuner.search import PREREQUISITES_DIR, SearchOptions, SearchOutcome, run_search
@@ -58,19 +59,26 @@ class Searched:
     storage: Path
     outcome: SearchOutcome
     console: str
+    forks: list[str] = field(default_factory=list)
+    """Parent pid of each process a Ray worker forked during the search."""
 
 
 @pytest.fixture(scope="module")
 def grid(module_tmp, local_ray, synthetic_root) -> Searched:
     """A stage-2 grid after its stage-1 prerequisite, checkpointing every 2 of 3 epochs, run
-    with Tune's console on (``verbose=1``)."""
+    with Tune's console on (``verbose=1``), one loader worker per trial."""
     doc = grid_doc(epochs=3)
     doc["fixed"]["checkpoint_every"] = 2
+    doc["fixed"]["num_workers"] = 1
     run = SearchOptions(data=synthetic_root, storage=module_tmp, name="grid", verbose=1, argv=[])
     console = io.StringIO()
-    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+    with (
+        contextlib.redirect_stdout(console),
+        contextlib.redirect_stderr(console),
+        forks_of_ray_workers() as forks,
+    ):
         outcome = run_search(space(doc), run)
-    return Searched(module_tmp, outcome, console.getvalue())
+    return Searched(module_tmp, outcome, console.getvalue(), forks)
 
 
 def test_grid_search_with_a_prerequisite_writes_matching_tables(grid):
@@ -90,6 +98,15 @@ def test_grid_search_with_a_prerequisite_writes_matching_tables(grid):
     metadata = json.loads((outcome.experiment_dir / "experiment.json").read_text())
     assert metadata["space"]["name"] == "tiny"
     assert metadata["dataset_fingerprint"]
+
+
+def test_each_run_forks_its_loader_processes_once_not_per_epoch(grid):
+    """The prerequisite (1 epoch and its BatchNorm pass) and two trials of 3 epochs: one
+    training and one validation worker each, however many epochs (the validation batches stay
+    in memory after the first pass)."""
+    trials, epochs = read_tables(grid.outcome.experiment_dir)
+    assert len(trials) == 2 and len(epochs) == 6
+    assert len(grid.forks) == 2 * 3
 
 
 def test_epoch_rows_carry_where_the_time_went_and_checkpoints_are_periodic(grid):
