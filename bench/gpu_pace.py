@@ -1,7 +1,7 @@
 """Where a GPU search's time goes: the step alone, an engine run, trials sharing a GPU.
 
-Usage: ``egotune bench gpu_pace [--data ROOT] [--epochs N] [--trials N] [--workers N] [--step-ms MS]
-[--crop PX] [--frames T] [--parts step,engine,search] [--json] [--no-record]``
+Usage: ``egotune bench gpu_pace [--data ROOT] [--epochs N] [--trials N] [--waves N] [--workers N]
+[--step-ms MS] [--crop PX] [--frames T] [--parts step,engine,search] [--json] [--no-record]``
 
 The model is the report's Fig. 10 configuration (ego_rnn_ms, stage 2, ResNet-34, 224 px, T = 16,
 batch 32, Adam; ``weights: none``) on a synthetic GTEA61 of 61 classes with one video each per
@@ -14,9 +14,11 @@ user (``egotune data synth ROOT --classes 61 --videos-per-class 1``, made once u
   per epoch the loop's period, the seconds the GPU was busy in it, the step share
   (busy / period), the data wait, validation against its forward time, checkpoint blocking, and
   the start-up parts (imports, the decoded-frame store, the model, the whole ``Trainer``).
-* **search**: ``--trials`` trials of a grid sharing one GPU (``gpus: 1 / trials`` each) through
-  ``egotune search`` on a local Ray: GPU busy % over the search's epochs, per-epoch figures
-  from its tables, ``startup_s`` of fresh and reused workers, checkpoint blocking.
+* **search**: ``--waves`` x ``--trials`` trials of a grid, ``--trials`` at a time sharing one GPU
+  (``gpus: 1 / trials`` each), through ``egotune search`` on a local Ray: GPU busy % over the
+  search's epochs, per-epoch figures from its tables, ``startup_s`` of the first wave (fresh
+  workers) and of the later ones (reused workers), checkpoint blocking (the last epoch's, which
+  waits for the trial's final write, apart).
 
 On a machine without CUDA the step is simulated (:mod:`tuner._simulated_gpu`): each batch's
 forward, backward and optimiser step become a wait of the recorded H200 time (``--step-ms``,
@@ -66,8 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="egotune bench gpu_pace", description=__doc__)
     parser.add_argument("--data", type=Path, help="a GTEA61 folder (default: synthesised once)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the engine run")
-    parser.add_argument("--search-epochs", type=int, default=6, help="epochs of each trial")
+    parser.add_argument("--search-epochs", type=int, default=4, help="epochs of each trial")
     parser.add_argument("--trials", type=int, default=4, help="trials sharing the GPU")
+    parser.add_argument("--waves", type=int, default=2, help="trials in turn per GPU share")
     parser.add_argument("--workers", type=int, help="loader workers (default: 8, or the CPUs)")
     parser.add_argument("--step-ms", type=float, default=27.0, help="simulated step (no CUDA)")
     parser.add_argument("--crop", type=int, default=224)
@@ -263,7 +266,7 @@ def search_run(
 
     cuda = torch.cuda.is_available()
     cpus = os.cpu_count() or 1
-    lrs = [1e-4 * (i + 1) for i in range(args.trials)]
+    lrs = [1e-4 * (i + 1) for i in range(args.trials * args.waves)]
     fixed = {k: v for k, v in config.items() if k != "lr"}
     per_trial_cpus = max(cpus // args.trials, 1) if cuda else cpus / args.trials
     space = {
@@ -301,8 +304,12 @@ def search_run(
     if done.returncode != 0:
         raise RuntimeError(f"search failed ({done.returncode}): {done.stderr[-2000:]}")
     epochs = pd.read_parquet(storage / "gpu-pace" / "epochs.parquet")
-    first = epochs[epochs["epoch"] == 1]
+    first = epochs[epochs["epoch"] == 1].sort_values("startup_s")
     later = epochs[epochs["epoch"] > 1]
+    last = epochs["epoch"] == epochs["epoch"].max()
+    # the trials that started first (fresh workers) took longest to start
+    fresh = first["startup_s"].nlargest(args.trials)
+    reused = first["startup_s"].drop(fresh.index)
 
     def median(frame: Any, column: str) -> float | None:
         values = frame[column].dropna()
@@ -314,9 +321,11 @@ def search_run(
         "rows_once": bool(not epochs.duplicated(["trial_id", "epoch"]).any()),
         "gpu_busy_pct_epochs": round(100 * busy.share(), 1),
         "gpu_busy_pct_wall": round(100 * busy.seconds_total() / wall, 1),
-        "startup_s": sorted(round(float(v), 2) for v in first["startup_s"].dropna()),
-        "checkpoint_s_max": round(float(epochs["checkpoint_s"].max()), 3),
-        "checkpoint_s_mean": round(float(epochs["checkpoint_s"].mean()), 3),
+        "startup_s_fresh": sorted(round(float(v), 2) for v in fresh),
+        "startup_s_reused": sorted(round(float(v), 2) for v in reused),
+        "checkpoint_s_max": round(float(epochs.loc[~last, "checkpoint_s"].max()), 3),
+        "checkpoint_s_mean": round(float(epochs.loc[~last, "checkpoint_s"].mean()), 3),
+        "final_checkpoint_s_max": round(float(epochs.loc[last, "checkpoint_s"].max()), 3),
         "median_after_first": {
             column: median(later, column)
             for column in ("seconds", "train_s", "data_wait_s", "val_s", "report_s")
@@ -410,7 +419,8 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         figures.update(
             search_gpu_busy_pct=search["gpu_busy_pct_epochs"],
             search_epoch_s=search["median_after_first"]["seconds"],
-            search_startup_s=search["startup_s"],
+            search_startup_s_fresh=max(search["startup_s_fresh"], default=None),
+            search_startup_s_reused=max(search["startup_s_reused"], default=None),
             search_checkpoint_s_max=search["checkpoint_s_max"],
         )
     step = result.get("step")

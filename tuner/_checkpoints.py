@@ -11,8 +11,10 @@ state every epoch would be most of a trial's wall time. So:
 * **Off the training thread.** The training loop only copies the state into host buffers
   (pinned and reused on CUDA, the copy queued on the training stream: nothing waits for it); a
   background thread waits for the copy, serialises and writes it atomically. At most one write
-  is in flight: the next checkpoint waits for it. A failed write is raised in the training loop
-  at its next checkpoint or at the end of the run, never lost.
+  is in flight: under ``auto`` a checkpoint that falls due while the previous write still runs
+  moves to the next epoch (a slow disk never stalls the loop); a fixed ``checkpoint_every``, a
+  stage end and the end of the run wait for it. A failed write is raised in the training loop at
+  its next checkpoint or at the end of the run, never lost.
 * **Branch states.** A trial that other trials of a grid branch from (:mod:`tuner.sharing`)
   also writes, before it reports the epoch, the complete state after that epoch with its best
   weights and the rows it reported so far: ``branch-eNNNNN.pt``, never pruned while the search
@@ -285,6 +287,10 @@ class _Writer:
         self._thread = threading.Thread(target=run, name="egotune-checkpoint", daemon=True)
         self._thread.start()
 
+    def busy(self) -> bool:
+        """Whether a write is in flight."""
+        return self._thread is not None and self._thread.is_alive()
+
     def last(self) -> SavedCheckpoint | None:
         """The newest completed write not yet taken."""
         with self._lock:
@@ -368,6 +374,8 @@ class RunCheckpoints:
         epoch = self.trainer.global_epoch
         if not now and not self.policy.due(epoch, stage_end=stage_end, last=last):
             return 0.0, 0
+        if self.policy.auto and self._writer.busy() and not (now or stage_end or last):
+            return 0.0, 0  # the previous write still runs: the next epoch is due in its place
         start = time.perf_counter()
         waited = self._writer.wait()  # at most one write in flight
         self._writer.raise_if_failed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,29 @@ def test_a_failed_write_is_raised_in_the_training_loop(synthetic_root, tmp_path,
     monkeypatch.setattr("tuner._checkpoints.save_checkpoint", full_disk)
     with pytest.raises(CheckpointError, match="No space left on device"):
         run(make_trainer(synthetic_root), tmp_path, every=1)
+
+
+def test_under_auto_a_slow_write_never_stalls_the_loop(synthetic_root, tmp_path, monkeypatch):
+    """A checkpoint due while the previous write still runs moves to a later epoch; only the
+    end of the run waits for the write."""
+    import tuner._checkpoints as checkpointing
+
+    write = checkpointing.save_checkpoint
+
+    def slow(state: dict, path: Path) -> Path:
+        time.sleep(0.6)  # a slow or busy disk
+        return write(state, path)
+
+    monkeypatch.setattr(checkpointing, "save_checkpoint", slow)
+    trainer = make_trainer(synthetic_root, epochs=4, bn_calibration="off")
+    checkpoints = RunCheckpoints(trainer, CheckpointFolder(tmp_path), CheckpointPolicy("auto"))
+    blocked = []
+    for _ in trainer.run():
+        done = trainer.finished
+        blocked.append(checkpoints.after_epoch(0.1, stage_end=done, last=done)[0])
+    checkpoints.close(wait=True)
+    assert max(blocked[:-1]) < 0.3 and blocked[-1] >= 0.6
+    assert CheckpointFolder(tmp_path).newest_state() == tmp_path / "state-e00004.pt"
 
 
 def test_a_resume_against_other_frozen_weights_is_refused(synthetic_root, tmp_path):
