@@ -273,9 +273,11 @@ def test_the_trial_page_shows_its_configuration_and_says_what_is_missing(grid_st
         page.wait_for_function("document.querySelector('#curves').data?.length === 4")
         statistics = page.locator("#statistics-note").inner_text()
         confusion = page.locator("#confusion").inner_html()
+        cams_hidden = page.locator("#cam-section").is_hidden()
     assert config == {"gamma": "0.2", "lr": "1e-04", "milestones": "[40, 80]", "seed": "2"}
     assert statistics.startswith("They are not available without the per-clip predictions")
     assert confusion == ""
+    assert cams_hidden  # no "CAM strips" heading over nothing
 
 
 def test_the_compare_page_flags_the_keys_that_differ(grid_storage, page):
@@ -314,12 +316,28 @@ def test_the_pages_draw_what_the_statistics_give(grid_storage, page, tmp_path):
         page.wait_for_function("document.querySelector('#confusion').data?.length === 1")
         confusion = page.evaluate("document.querySelector('#confusion').data[0].z")
         image = page.locator("#cams img").evaluate("img => img.decode().then(() => img.width)")
+        cams_shown = page.locator("#cam-section").is_visible()
         unnamed = fetch(f"{url}/experiments/grid/trials/t11/cam/other.png")
     assert best == "73.50 [70.25, 76.75]"
     assert marked == 2  # the cells 72.00 and 72.50 (gamma and lr down, milestones across)
     assert confusion == [[3, 1], [0, 4]]
-    assert image == 320
+    assert image == 320 and cams_shown
     assert unnamed[0] == 404
+
+
+def test_the_trial_page_names_tunes_folder_of_the_trial_and_what_it_holds(tmp_path):
+    """Tune names a trial's folder ``<trainable>_<trial id>``; with its per-trial logs off, the
+    folder holds only the checkpoints it registered (and error.txt after a failure)."""
+    from tuner.ui._views import _folder_line, _trial_folders
+
+    folder = tmp_path / "train_trial_1c6c2_00001"
+    for name in ("checkpoint_000000", "checkpoint_000001"):
+        (folder / name).mkdir(parents=True)
+    (tmp_path / "train_trial_1c6c2_000010").mkdir()  # another trial whose id starts the same
+    assert _trial_folders(tmp_path, "1c6c2_00001") == [folder]
+    assert _folder_line(folder) == f"{folder} (2 checkpoint pointer(s))"
+    (folder / "error.txt").write_text("Traceback")
+    assert _folder_line(folder) == f"{folder} (error.txt, 2 checkpoint pointer(s))"
 
 
 # -- bad input: a clear page, no traceback, nothing written ---------------------------------

@@ -340,15 +340,27 @@ def trial_detail(
             "failures": results.format_number(plain(row["num_failures"])),
             "checkpoint": results.format_number(plain(row["checkpoint"])),
         },
-        "logs": [str(p) for p in _trial_folders(experiment.path, trial_id)],
+        "logs": [_folder_line(p) for p in _trial_folders(experiment.path, trial_id)],
         "statistics": None if found is None else _trial_statistics(found),
         "statistics_note": None if found is not None else f"They are {NOT_AVAILABLE}.",
     }
 
 
 def _trial_folders(path: Path, trial_id: str) -> list[Path]:
-    """Ray Tune's folders of the trial (``<trainable>_<trial_id>_...``: result.json, error.txt)."""
-    return sorted(p for p in path.glob(f"*_{trial_id}_*") if p.is_dir())
+    """Ray Tune's folders of the trial (``<trainable>_<trial_id>``, with a ``_<config>`` suffix
+    in older Ray versions: checkpoint pointers, error.txt after a failure)."""
+    named = [*path.glob(f"*_{trial_id}"), *path.glob(f"*_{trial_id}_*")]
+    return sorted(p for p in named if p.is_dir())
+
+
+def _folder_line(folder: Path) -> str:
+    """The folder and what it holds: Tune's per-trial logs are off (egotune's tables hold every
+    metric), so it often holds only the checkpoints Tune registered."""
+    names = sorted(p.name for p in folder.iterdir())
+    files = [name for name in names if not name.startswith("checkpoint_")]
+    checkpoints = len(names) - len(files)
+    held = [*files, f"{checkpoints} checkpoint pointer(s)"] if checkpoints else files
+    return f"{folder} ({', '.join(held) or 'empty'})"
 
 
 def _trial_statistics(found: Any) -> dict[str, Any]:

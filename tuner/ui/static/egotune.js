@@ -148,7 +148,8 @@ function drawCurves(div, curves) {
           type: "rect", xref: `x${k}`, yref: `y${k} domain`, x0: first - 0.5, x1: last + 0.5,
           y0: 0, y1: 1, fillcolor: `rgba(44,160,44,${0.06 + 0.22 * t})`, line: { width: 0 },
           layer: "below",
-          label: { text: `lr ${text}`, textposition: "bottom left", font: { size: 9, color: "#276b27" } },
+          // centred in its phase: at a corner it would read as a label of the axis's ticks
+          label: { text: `lr ${text}`, textposition: "bottom center", font: { size: 9, color: "#276b27" } },
         });
         if (index > 0) shapes.push(vline(k, first - 0.5, { color: "#888", width: 1, dash: "dash" }));
       });
@@ -446,7 +447,7 @@ function trialPage() {
     notice(data.warnings, "warning");
     kvRows($("#config"), Object.entries(data.config));
     kvRows($("#trial-summary"), Object.entries(data.summary));
-    const logs = data.logs.length ? data.logs : ["no Ray Tune folder for this trial in the experiment folder"];
+    const logs = data.logs.length ? data.logs : ["Ray Tune has written no folder for this trial yet"];
     $("#logs").replaceChildren(...logs.map((path) => h("li", {}, h("code", {}, path))));
     drawStatistics(trialId, data);
     const [curves] = await Promise.all([getJSON(api("/curves", { trials: trialId })), loadTiming([trialId])]);
@@ -467,14 +468,20 @@ function drawStatistics(trialId, data) {
     type: "heatmap", z: stats.confusion, x: stats.classes, y: stats.classes, colorscale: "Viridis",
     texttemplate: "%{z}", hovertemplate: "true %{y}<br>predicted %{x}: %{z}<extra></extra>",
   }], {
-    height: 420, xaxis: { title: { text: "predicted" } },
-    yaxis: { title: { text: "true" }, autorange: "reversed" }, margin: { l: 110, r: 20, t: 30, b: 100 },
+    // automargin: the margins grow to the longest class name (GTEA61's reach 30 characters)
+    height: 420, xaxis: { title: { text: "predicted" }, automargin: true },
+    yaxis: { title: { text: "true" }, autorange: "reversed", automargin: true },
+    margin: { l: 20, r: 20, t: 30, b: 20 },
   });
   plot($("#per-class"), [{
     type: "bar", x: stats.classes, y: stats.per_class_accuracy, marker: { color: VAL },
     hovertemplate: "%{x}: %{y:.1f} %<extra></extra>",
-  }], { height: 420, yaxis: { title: { text: "accuracy (%)" }, range: [0, 100] }, margin: { l: 60, r: 20, t: 30, b: 100 } });
+  }], {
+    height: 420, xaxis: { automargin: true }, margin: { l: 60, r: 20, t: 30, b: 20 },
+    yaxis: { title: { text: "accuracy (%)" }, range: [0, 100], automargin: true },
+  });
   const base = `/experiments/${encodeURIComponent(NAME)}/trials/${encodeURIComponent(trialId)}/cam/`;
+  $("#cam-section").hidden = !stats.cam_strips.length;  // no heading over nothing
   $("#cams").replaceChildren(...stats.cam_strips.map((file) =>
     h("figure", {}, h("img", { src: base + encodeURIComponent(file), alt: `CAM strip ${file}` }), h("figcaption", {}, file))));
 }
