@@ -327,7 +327,7 @@ def test_imagenet_weights_that_cannot_be_downloaded_are_one_line(command, place)
     root = str(place.tree.root)
     if command == "train":
         out = str(place.tmp / "run")
-        args = ["train", "--model", "ego_rnn", "--data", root, "--out", out]
+        args = ["train", "--model", "ego_rnn", "--stage", "1", "--data", root, "--out", out]
         args += ["--set", "backbone=resnet18", "--set", "crop_size=64", "--set", "device=cpu"]
     else:
         args = ["search", "demo", "--data", root, "--storage", str(place.storage)]

@@ -152,6 +152,7 @@ def test_classification_targets_with_grid_downsampling_warn_naming_the_key(tmp_p
         ("ego_rnn", ["--stage", "both"], False),
         ("ego_rnn", ["--set", "init_checkpoint=stage1/best.pt"], False),
         ("flow_resnet34", [], False),
+        ("ego_rnn", ["--resume"], False),  # the run's start said it
     ],
 )
 def test_stage_2_without_a_stage_1_checkpoint_warns_once(model, extra, warned, tmp_path, capsys):

@@ -90,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
     from tuner.engine import Trainer
 
     config = build_config(args)
-    for warning in [*_stage_warnings(config), *config_warnings(config)]:
+    started = [] if args.resume else _stage_warnings(config)  # said when the run started
+    for warning in [*started, *config_warnings(config)]:
         print(f"egotune: warning: {warning}", file=sys.stderr)
     if not args.data.is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
