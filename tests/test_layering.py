@@ -62,6 +62,16 @@ HEAVY = ("torch", "torchvision", "data_pipeline", "models", "ray")
 """What the ``egotune`` command must not import before a handler needs it."""
 
 
+def test_building_the_parser_imports_no_table_library():
+    """pandas alone takes about half of ``egotune --help``'s start: only handlers import it."""
+    code = (
+        "import json, sys; from tuner.cli import build_parser; build_parser(); "
+        "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not set(json.loads(done.stdout)) & {"pandas", "numpy", "pyarrow", *HEAVY}
+
+
 @pytest.mark.parametrize(
     "argv",
     [

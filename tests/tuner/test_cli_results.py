@@ -133,6 +133,14 @@ def test_accuracy_prints_hyperparameters_as_top_does(tmp_path, capsys):
     assert [first.split()[2:4], second.split()[2:4]] == [["3e-04", "1e-05"], ["1e-03", "5e-04"]]
 
 
+def test_the_default_level_of_the_parser_is_that_of_the_results_package():
+    from tuner import results
+    from tuner.cli import _results_stats
+    from tuner.cli import results as command
+
+    assert command.LEVEL == _results_stats.LEVEL == results.LEVEL
+
+
 def test_folds_of_a_search_without_folds_is_one_line(storage, capsys):
     assert main(["results", "folds", "grid"]) == 2
     out, err = capsys.readouterr()

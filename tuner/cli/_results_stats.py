@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tuner import results
 from tuner.cli._text_table import text_table
 from tuner.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tuner import results
+else:  # imported by the first handler that uses them, not to build the parser
+    from tuner.cli._lazy import LazyModule
+
+    pd, results = LazyModule("pandas"), LazyModule("tuner.results")
+
+LEVEL = 0.95  # tuner.results.LEVEL (tuner.cli.results says why it is repeated)
 
 __all__ = ["add_stats_commands", "compare_trials_command", "is_trial_comparison"]
 
@@ -28,7 +36,7 @@ def add_stats_commands(commands: Any, command: Any) -> None:
     )
     parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")
     parser.add_argument("--last", type=int, default=5, metavar="K", help="last-K mean (5)")
-    parser.add_argument("--level", type=float, default=results.LEVEL, help="interval level")
+    parser.add_argument("--level", type=float, default=LEVEL, help="interval level")
 
     parser = command(commands, "confusion", "a trial's confusion matrix (PNG)", _confusion)
     parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")

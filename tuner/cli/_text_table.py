@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tuner.results import format_number
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["cell_text", "text_table"]
 
@@ -19,6 +18,8 @@ def text_table(table: pd.DataFrame, *, params: Sequence[str] = ()) -> str:
     """``table`` without its index: ``params`` columns as the report prints hyperparameters
     (``3e-04``, ``1e-05``, ``[30, 70]``, as ``results top`` does), other numbers with two
     decimals (``75.00``), missing values as ``-``."""
+    from tuner.results import format_number
+
     header = [str(name) for name in table.columns]
     columns = [
         [format_number(v) if name in params else cell_text(v) for v in table[name]]
@@ -42,6 +43,8 @@ def cell_text(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.2f}"
+    from tuner.results import format_number
+
     return format_number(value)
 
 

@@ -13,11 +13,8 @@ import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from tuner import results
 from tuner.cli._results_stats import (
     add_stats_commands,
     compare_trials_command,
@@ -25,6 +22,19 @@ from tuner.cli._results_stats import (
 )
 from tuner.cli._text_table import cell_text, text_table
 from tuner.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tuner import results
+else:  # imported by the first handler that uses them, not to build the parser
+    from tuner.cli._lazy import LazyModule
+
+    pd, results = LazyModule("pandas"), LazyModule("tuner.results")
+
+LEVEL = 0.95
+"""``tuner.results.LEVEL``, the default ``--level``, without importing the results package to build
+the parser (a test holds them equal)."""
 
 __all__ = ["register"]
 
@@ -88,7 +98,7 @@ def _add_pivot(commands: Any) -> None:
         action="store_true",
         help="mark cells not distinguishable from the best trial (paired tests, Holm)",
     )
-    parser.add_argument("--level", type=float, default=results.LEVEL, help="test level")
+    parser.add_argument("--level", type=float, default=LEVEL, help="test level")
     parser.add_argument(
         "--std", action="store_true", help="cells as mean ± std over repeats (folds: default)"
     )
@@ -139,7 +149,7 @@ def _add_compare(commands: Any) -> None:
     )
     parser.add_argument("--value", default="best_val_acc", help=_VALUE_HELP)
     parser.add_argument("--epoch", default="best", help="trials: best (default), last or N")
-    parser.add_argument("--level", type=float, default=results.LEVEL, help="interval level")
+    parser.add_argument("--level", type=float, default=LEVEL, help="interval level")
 
 
 def _add_export(commands: Any) -> None:
