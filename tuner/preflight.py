@@ -152,11 +152,12 @@ def local_gpu_count() -> int | None:
 def check_local_resources(requests: Sequence[ResourceRequest], cpus: int, gpus: int | None) -> None:
     """Before a local Ray starts: refuse what this machine obviously cannot give a trial (``cpus``
     CPUs, ``gpus`` GPUs or ``None`` when unknown), every problem in one message."""
-    have = {"CPU": float(cpus), "GPU": None if gpus is None else float(gpus)}
-    short = [r for r in requests if have[r.ray_name] is not None and r.value > have[r.ray_name]]
+    have = {"CPU": float(cpus), "GPU": float("inf") if gpus is None else float(gpus)}
+    short = [r for r in requests if r.value > have[r.ray_name]]  # unknown GPUs: never short
     if not short:
         return
-    machine = f"{cpus} CPUs, " + (f"{gpus} GPUs" if gpus else "no GPU")
+    gpu_text = "" if gpus is None else f", {gpus} GPUs" if gpus else ", no GPU"
+    machine = f"{cpus} CPUs{gpu_text}"
     raise UsageError(
         f"per-trial resources this machine does not have ({machine}; without --address the "
         f"search runs here): {_problems(short, {'CPU': cpus, 'GPU': gpus or 0})}; or run it on "

@@ -242,7 +242,8 @@ def _slim_checkpoints(experiment_dir: Path) -> int:
     freed = 0
     for trial in sorted((experiment_dir / CHECKPOINTS_DIR).glob("*/")):
         bests = sorted(trial.glob("best-e*.pt"))
-        kept = trial / FINAL_BEST if (trial / FINAL_BEST).is_file() else (bests or [None])[-1]
+        final = trial / FINAL_BEST
+        kept = final if final.is_file() or not bests else bests[-1]
         states = [*trial.glob("state-e*.pt"), *trial.glob("branch-e*.pt"), trial / "latest.pt"]
         for path in [*states, *trial.glob(".*.tmp"), *bests]:
             if path != kept and path.is_file():
