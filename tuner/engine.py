@@ -134,6 +134,7 @@ class Trainer:
         self._train_stream = self._stream(self.train_set, train=True)
         self._val_stream: BatchStream | None = self._stream(self.val_set, train=False)
         self._val_cache: list[dict[str, Tensor]] | None = None
+        self._val_passes = 0
         torch.manual_seed(_mix(config.seed, 0, 0x1217))  # weight initialisation
         steps = self.total_epochs * self._train_stream.batches_per_epoch
         self.plan = plan or DevicePlan.for_config(config, self.device, planned_steps=steps)
@@ -482,7 +483,10 @@ class Trainer:
         budget = VAL_CACHE_BYTES.get(self.device.type, 0)
         kept: list[dict[str, Tensor]] | None = []
         size = 0
-        for batch in self._val_stream.epoch(0):
+        # every pass reads the next "epoch" of the stream, which holds the same clips (nothing
+        # is drawn in evaluation): the workers go on from where they are, never repositioned
+        self._val_passes += 1
+        for batch in self._val_stream.epoch(self._val_passes):
             moved = self._move(batch)
             if kept is not None:
                 size += sum(t.numel() * t.element_size() for t in moved.values())
