@@ -394,7 +394,7 @@ class RunCheckpoints:
         """Write the branch state after the trainer's current epoch now (blocking: a branch may
         start from it as soon as the epoch is reported); returns seconds and bytes."""
         start = time.perf_counter()
-        state = {**self.trainer.state_dict(), "history": list(self.history)}
+        state = {**self.trainer.state_dict(), "history": [dict(row) for row in self.history]}
         path = self.folder.branch_path(self.trainer.global_epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         size = save_checkpoint(state, path).stat().st_size
@@ -425,7 +425,7 @@ class RunCheckpoints:
             self._best_file = self.folder.best_name(best_epoch) if self.folder.versioned else None
             self._best_epoch_written = best_epoch
         state["best_file"] = self._best_file
-        state["history"] = list(self.history)
+        state["history"] = [dict(row) for row in self.history]  # as they are now
         full = host_copy(trainer.model.state_dict()) if final else None
         size = tensor_bytes(state) + tensor_bytes(best) + tensor_bytes(full)
         best_name, folder = self._best_file, self.folder

@@ -63,7 +63,7 @@ from tuner._checkpoints import (
 from tuner._tune_mapping import resolve_trial_config
 from tuner.checkpoint import load_checkpoint
 from tuner.config import TrainConfig
-from tuner.engine import Trainer
+from tuner.engine import EpochRecord, Trainer
 from tuner.population import PINNED_PREFIX, POPULATION_KEY
 from tuner.results import COMPUTED_BY, EXPLOIT_ID, GENERATION, PREDICTIONS_KEY
 from tuner.sharing import ENDED_FILE, TrialSharing
@@ -210,22 +210,7 @@ class _Run:
         report_s = 0.0
         extra: dict[str, Any] = {"startup_s": startup_s}
         for record in trainer.run():
-            metrics = {**record.to_dict(), **extra, COMPUTED_BY: self.trial_id}
-            metrics.update({k: v for k, v in self.lineage.items() if v is not None})
-            stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
-            stage_end = trainer.stage_epoch >= stage_epochs
-            blocked, size = checkpoints.after_epoch(
-                record.train_s + record.data_wait_s + record.val_s,
-                stage_end=stage_end,
-                last=trainer.finished,
-                now=bool(self.exploit_every) and record.epoch % self.exploit_every == 0,
-            )
-            metrics.update(checkpoint_s=blocked, checkpoint_bytes=size, report_s=report_s)
-            checkpoints.history.append(dict(metrics))
-            if record.epoch in self.save_at:
-                seconds, written = checkpoints.save_branch()
-                metrics.update(checkpoint_s=blocked + seconds, checkpoint_bytes=size + written)
-                checkpoints.history[-1].update(metrics)
+            metrics = self.keep(record, {**extra, "report_s": report_s})
             _export_metrics(metrics, self.tags, trainer.device)
             metrics[PREDICTIONS_KEY] = record.predictions
             saved = checkpoints.completed
@@ -238,6 +223,29 @@ class _Run:
                 tune.report(metrics)
             report_s = time.perf_counter() - start
             extra = {}
+
+    def keep(self, record: EpochRecord, extra: dict[str, Any]) -> dict[str, Any]:
+        """The row of the epoch just trained, with ``extra``: kept in the run's history first,
+        so that every state written after this epoch (resume, branch) holds its row, then the
+        checkpoints the epoch calls for. A branch that continues from a state replays its rows,
+        this epoch's included."""
+        trainer, checkpoints = self.trainer, self.checkpoints
+        metrics = {**record.to_dict(), **extra, COMPUTED_BY: self.trial_id}
+        metrics.update({k: v for k, v in self.lineage.items() if v is not None})
+        metrics.update(checkpoint_s=0.0, checkpoint_bytes=0)
+        checkpoints.history.append(metrics)
+        stage_epochs = trainer.config.stage_settings(trainer.stage).epochs or 0
+        blocked, size = checkpoints.after_epoch(
+            record.train_s + record.data_wait_s + record.val_s,
+            stage_end=trainer.stage_epoch >= stage_epochs,
+            last=trainer.finished,
+            now=bool(self.exploit_every) and record.epoch % self.exploit_every == 0,
+        )
+        if record.epoch in self.save_at:
+            seconds, written = checkpoints.save_branch()
+            blocked, size = blocked + seconds, size + written
+        metrics.update(checkpoint_s=blocked, checkpoint_bytes=size)
+        return dict(metrics)
 
 
 def _branch(

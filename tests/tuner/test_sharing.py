@@ -127,18 +127,21 @@ def test_a_branch_continues_exactly_as_its_own_run(synthetic_root):
 
 def test_a_branch_whose_source_ended_early_continues_from_its_last_state(synthetic_root, tmp_path):
     """ASHA stopped the source before its branch epoch: its newest resume state up to that
-    epoch (best weights kept apart) still holds epochs the branch shares."""
+    epoch (best weights kept apart) still holds epochs the branch shares, and the rows of all
+    of them, the state's own epoch included (the branch reports them: its table holds every
+    epoch once, and ASHA judges it at every rung)."""
     from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints
     from tuner.sharing import ENDED_FILE, TrialSharing
-    from tuner.trainable import _branch
+    from tuner.trainable import _branch, _Run
 
     index = discover(synthetic_root)
     values = {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 4, "milestones": [3]}
     source = Trainer(TrainConfig.from_dict({**values, "gamma": 0.1}), index)
     written = RunCheckpoints(source, CheckpointFolder(tmp_path / "src"), CheckpointPolicy(1))
-    for record in source.run(max_epochs=2):
-        written.history.append({**record.to_dict(), "computed_by": "src"})
-        written.after_epoch(1.0, stage_end=False, last=False, now=True)
+    loop = _Run(source, written, "src", tags={}, save_at=set())
+    loop.exploit_every = 1  # every state complete on disk when the epoch is kept
+    for record in source.run(max_epochs=2):  # the trial's own bookkeeping, without Tune
+        loop.keep(record, {})
     written.close(wait=True)
     sharing = TrialSharing(sources=(("src", 3),))
     branch = Trainer(TrainConfig.from_dict({**values, "gamma": 0.5}), index)
