@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,12 +22,10 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -42,6 +39,7 @@ from data_pipeline import (
     verify_frames,
 )
 from tuner._atomic import write_json_atomic
+from tuner._interrupt import graceful_interrupt
 from tuner._ray_session import connect, node_shapes
 from tuner._tune_mapping import (
     build_param_space,
@@ -189,7 +187,7 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     if sharing is not None:
         print(f"prefix sharing: {sharing[1].summary()}", flush=True)
     tuner = _make_tuner(space, index, experiment_dir, checkpoints, options, sharing)
-    with _graceful_interrupt() as interrupt:
+    with graceful_interrupt() as interrupt:
         results = tuner.fit()
     return SearchOutcome(
         name=name,
@@ -199,81 +197,6 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
         num_errors=results.num_errors,
         interrupted=interrupt.seen,
     )
-
-
-@dataclass
-class _Interrupt:
-    seen: bool = False
-
-
-@contextlib.contextmanager
-def _graceful_interrupt() -> Iterator[_Interrupt]:
-    """Ctrl-C during ``Tuner.fit``: Tune stops the trials and saves the search's state, and the
-    caller learns that the search was interrupted rather than finished.
-
-    Tune's own SIGINT handler ends the run the same way but leaves no trace a caller could read,
-    and logs a ``Tuner.restore(...)`` hint that is not egotune's command. Its SIGUSR1 handler (set
-    up when the run starts, whatever ``TUNE_DISABLE_SIGINT_HANDLER`` says) does the same
-    graceful stop, so SIGINT is taken here and passed on to it. A second Ctrl-C, or one before
-    Tune's run has started, raises ``KeyboardInterrupt`` at once.
-    """
-    interrupt = _Interrupt()
-    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
-        yield interrupt
-        return
-    before_usr1 = signal.getsignal(signal.SIGUSR1)
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        tune_stop = signal.getsignal(signal.SIGUSR1)
-        if interrupt.seen or not callable(tune_stop) or tune_stop is before_usr1:
-            raise KeyboardInterrupt
-        interrupt.seen = True
-        print(
-            "\negotune: interrupted: stopping the trials and saving the search's state "
-            "(Ctrl-C again stops at once)",
-            file=sys.stderr,
-            flush=True,
-        )
-        tune_stop(signal.SIGUSR1, frame)
-
-    previous_sigint = signal.signal(signal.SIGINT, on_sigint)
-    previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    tune_logger = logging.getLogger("ray.tune.tune")
-    quiet = _TuneInterruptLines(interrupt)
-    tune_logger.addFilter(quiet)
-    try:
-        yield interrupt
-    finally:
-        tune_logger.removeFilter(quiet)
-        _restore_env("TUNE_DISABLE_SIGINT_HANDLER", previous_env)
-        signal.signal(signal.SIGINT, previous_sigint)
-        signal.signal(signal.SIGUSR1, before_usr1)
-
-
-class _TuneInterruptLines(logging.Filter):
-    """After Ctrl-C, drops Tune's own lines about the stop (its ``Tuner.restore`` hint, the
-    trials it stopped): egotune says that the search was interrupted and how to resume it."""
-
-    _DROPPED = (
-        "Stop signal received",
-        "Experiment has been interrupted",
-        "Trials did not complete",
-    )
-
-    def __init__(self, interrupt: _Interrupt) -> None:
-        super().__init__()
-        self.interrupt = interrupt
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.interrupt.seen and str(record.msg).startswith(self._DROPPED))
-
-
-def _restore_env(key: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
 
 
 # -- pre-flight ---------------------------------------------------------------------------------
@@ -495,7 +418,7 @@ def _train_prerequisite(
                 progress_reporter=build_progress_reporter(None),
             ),
         )
-    with _graceful_interrupt() as interrupt:
+    with graceful_interrupt() as interrupt:
         result = tuner.fit()[0]
     if interrupt.seen:  # nothing to resume by name yet: the same command reuses the run
         raise KeyboardInterrupt
