@@ -23,14 +23,18 @@ is built; a second process that needs a store under construction waits and then 
 build writes ``<kind>.u8.partial``, renames it, then writes the manifest the same way, so a
 crash leaves no manifest and the kind counts as absent. Opening checks the manifest against the
 dataset and every video's CRC-32 (about 4 GB/s); any mismatch (a truncated or altered file, a
-dataset that changed) rebuilds that kind, with a warning, and is never read. The cache folder
-must be on a local disk: ``flock`` is not reliable over NFS.
+dataset that changed) rebuilds that kind, with a warning, and is never read. The manifest also
+records each source frame's size, modification time and CRC-32: a frame whose time or size
+changed is read again, and different bytes (a frame rewritten in place, even at its old size)
+rebuild the kind; the same bytes under a new time (a copied dataset) only update the record. The
+cache folder must be on a local disk: ``flock`` is not reliable over NFS.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -53,8 +57,12 @@ from data_pipeline._transforms import scale_frames
 
 __all__ = ["FORMAT", "FrameStore", "FrameStoreError", "FrameStoreWarning", "store_kinds"]
 
-FORMAT = 1
-"""Version of the layout; a store of another version is rebuilt."""
+FORMAT = 2
+"""Version of the layout; a store of another version is rebuilt. Version 2 records each source
+frame's size, modification time and checksum."""
+_TOUCHED = "source frames touched"
+"""The problem of a kind whose source frames have new modification times and unchanged bytes
+(a copied dataset): its manifest is brought up to date, nothing is decoded again."""
 _MODES: dict[str, Mode] = {"rgb": "RGB", "flow_x": "L", "flow_y": "L", "mmaps": "L"}
 _KINDS_OF = {"rgb": ("rgb",), "flow": ("flow_x", "flow_y"), "mmaps": ("mmaps",)}
 _SPACE_MARGIN = 1 << 30  # bytes left free on the cache disk after a build
@@ -129,7 +137,8 @@ class FrameStore:
         fingerprint = dataset_fingerprint(index)
         directory = Path(cache_dir).expanduser() / f"{fingerprint[:16]}-s{scale_size}"
         opened = _OPENED.get((directory, kinds))
-        if opened is not None and opened.files == _identities(directory, kinds):
+        sources = _sources_digest(index.videos, kinds)
+        if opened is not None and opened.files == (_identities(directory, kinds), sources):
             return opened.store
         workers = workers or _usable_cpus()
         _make_folder(directory)
@@ -143,6 +152,9 @@ class FrameStore:
             for kind in kinds:
                 problem = spec.problem(kind, workers)  # another process may have built it
                 if problem is None:
+                    continue
+                if problem == _TOUCHED:
+                    spec.refresh_sources(kind, workers)
                     continue
                 if problem != "absent":
                     warnings.warn(
@@ -160,7 +172,8 @@ class FrameStore:
         store._index_paths(index.videos)
         for kind in kinds:
             store._map(kind)  # while the lock keeps the checked file in place
-        _OPENED[spec.directory, kinds] = _Opened(store, _identities(spec.directory, kinds))
+        files = (_identities(spec.directory, kinds), _sources_digest(index.videos, kinds))
+        _OPENED[spec.directory, kinds] = _Opened(store, files)
         return store
 
     def _index_paths(self, videos: Sequence[Video]) -> None:
@@ -199,13 +212,27 @@ class _Opened:
     """A store this process checked, and the identity of its files when it did."""
 
     store: FrameStore
-    files: tuple[tuple[int, int, int], ...]
+    files: tuple[tuple[tuple[int, int, int], ...], str]
+    """The store's files (inode, size, modification time) and a digest of the source frames'
+    sizes and modification times, when it was checked."""
 
 
 _OPENED: dict[tuple[Path, tuple[str, ...]], _Opened] = {}
 """Stores opened by this process. Checking a store reads all of it (2 s for GTEA61's 8 GB of
 RGB); a process that opens the same store again (a reused trial worker) takes the checked one
-while its files are the very files checked: same inode, size and modification time."""
+while its files are the very files checked (same inode, size and modification time) and no
+source frame has a new size or modification time."""
+
+
+def _sources_digest(videos: Sequence[Video], kinds: Sequence[str]) -> str:
+    """A digest of every source frame's path, size and modification time."""
+    digest = hashlib.sha256()
+    for video in videos:
+        for kind in kinds:
+            for path in getattr(video, kind):
+                stat = os.stat(path)
+                digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _identities(directory: Path, kinds: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
@@ -262,9 +289,51 @@ class _Spec:
             ]:
                 return "manifest lists other videos"
             entries = self.entries(kind)
+            sources = [v["sources"] for v in videos]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return f"unreadable manifest: {exc}"
-        return self._data_problem(kind, entries, [v["crc32"] for v in videos], workers)
+        changed = self._source_problem(kind, sources, workers)
+        if changed is not None and changed != _TOUCHED:
+            return changed
+        return self._data_problem(kind, entries, [v["crc32"] for v in videos], workers) or changed
+
+    def _source_problem(
+        self, kind: str, sources: list[list[list[int]]], workers: int
+    ) -> str | None:
+        """Whether a source frame changed since the store was built: a frame whose size or
+        modification time differs from the record is read again and its checksum compared.
+        ``_TOUCHED`` when only modification times changed."""
+
+        def check(pair: tuple[Video, list[list[int]]]) -> str | None:
+            video, recorded = pair
+            paths = getattr(video, kind)
+            if len(recorded) != len(paths):
+                return "manifest lists other frames"
+            found = None
+            for path, (size, mtime, crc) in zip(paths, recorded, strict=True):
+                stat = os.stat(path)
+                if stat.st_size == size and stat.st_mtime_ns == mtime:
+                    continue
+                if stat.st_size != size or zlib.crc32(Path(path).read_bytes()) != crc:
+                    return f"{path} changed since the store was built"
+                found = _TOUCHED
+            return found
+
+        with ThreadPoolExecutor(workers) as pool:
+            found = list(pool.map(check, zip(self.videos, sources, strict=True)))
+        problems = [p for p in found if p is not None and p != _TOUCHED]
+        return problems[0] if problems else (_TOUCHED if _TOUCHED in found else None)
+
+    def refresh_sources(self, kind: str, workers: int) -> None:
+        """Record the source frames' new modification times (their bytes are unchanged)."""
+        saved = json.loads(self.manifest(kind).read_text())
+        with ThreadPoolExecutor(workers) as pool:
+            stamps = list(pool.map(lambda v: _source_stamps(getattr(v, kind)), self.videos))
+        for video, stamp in zip(saved["videos"], stamps, strict=True):
+            if [s[0::2] for s in stamp] != [s[0::2] for s in video["sources"]]:
+                raise FrameStoreError(f"frame store {self.directory}: {kind} frames changed")
+            video["sources"] = stamp
+        _write_atomically(self.manifest(kind), json.dumps(saved, indent=1))
 
     def _data_problem(
         self, kind: str, entries: list[_Entry], crcs: list[int], workers: int
@@ -295,10 +364,12 @@ class _Spec:
         partial = self.data(kind).with_suffix(".u8.partial")
         self._check_space(kind, partial)
         entries, crcs, offset = [], [], 0
+        sources: list[list[list[int]]] = []
         try:
             with partial.open("wb") as out, ThreadPoolExecutor(workers) as pool:
                 decode = _decoder_for(kind, self.scale_size)
-                for array in _ordered_map(pool, decode, self.videos, ahead=2 * workers):
+                for stamps, array in _ordered_map(pool, decode, self.videos, ahead=2 * workers):
+                    sources.append(stamps)
                     frames, height, width, channels = array.shape
                     out.write(array.data.cast("B"))
                     entries.append(_Entry(offset, frames, height, width, channels))
@@ -321,8 +392,8 @@ class _Spec:
             "mode": _MODES[kind],
             "bytes": offset,
             "videos": [
-                {"name": v.name, **e.__dict__, "crc32": c}
-                for v, e, c in zip(self.videos, entries, crcs, strict=True)
+                {"name": v.name, **e.__dict__, "crc32": c, "sources": stamps}
+                for v, e, c, stamps in zip(self.videos, entries, crcs, sources, strict=True)
             ],
         }
         _write_atomically(self.manifest(kind), json.dumps(record, indent=1))
@@ -357,14 +428,27 @@ def estimate_bytes(videos: Sequence[Video], kind: str, scale_size: int) -> int:
     return total
 
 
-def _decoder_for(kind: str, scale_size: int) -> Callable[[Video], np.ndarray]:
+def _decoder_for(
+    kind: str, scale_size: int
+) -> Callable[[Video], tuple[list[list[int]], np.ndarray]]:
     reader = PILFrameDecoder()
 
-    def decode(video: Video) -> np.ndarray:
-        frames = scale_frames(reader.read(getattr(video, kind), _MODES[kind]), scale_size)
-        return frames.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, C)
+    def decode(video: Video) -> tuple[list[list[int]], np.ndarray]:
+        paths = getattr(video, kind)
+        stamps = _source_stamps(paths)  # before decoding: a later change shows as a new time
+        frames = scale_frames(reader.read(paths, _MODES[kind]), scale_size)
+        return stamps, frames.permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, C)
 
     return decode
+
+
+def _source_stamps(paths: Sequence[Path]) -> list[list[int]]:
+    """``[size, modification time (ns), CRC-32 of the bytes]`` of each source frame file."""
+    stamps = []
+    for path in paths:
+        stat = os.stat(path)
+        stamps.append([stat.st_size, stat.st_mtime_ns, zlib.crc32(Path(path).read_bytes())])
+    return stamps
 
 
 def _ordered_map(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import default_collate
 
 from data_pipeline import (
@@ -19,6 +23,7 @@ from data_pipeline import (
     FrameStoreError,
     FrameStoreWarning,
     PILFrameDecoder,
+    dataset_fingerprint,
     default_scale_size,
     discover,
 )
@@ -250,3 +255,39 @@ def _counting(method, calls: list):
         return method(*args, **kwargs)
 
     return classmethod(lambda cls, *args, **kwargs: counted(*args, **kwargs))
+
+
+def test_a_frame_rewritten_at_its_old_size_rebuilds_the_store(index, tmp_path):
+    """Another picture in a PNG of the same byte length (stored uncompressed): the store notices
+    it by the file's new modification time and checksum, and serves the new pixels."""
+    root = tmp_path / "data"
+    shutil.copytree(index.root, root)
+    frame = discover(root).videos[0].rgb[2]
+    picture = Image.open(frame).convert("RGB")
+    picture.save(frame, compress_level=0)
+    copied = discover(root)
+    before = _open(copied, tmp_path / "cache", modalities=("rgb",)).read([frame], "RGB")
+    inverted = Image.fromarray(255 - np.asarray(picture))
+    size = frame.stat().st_size
+    inverted.save(frame, compress_level=0)
+    assert frame.stat().st_size == size and dataset_fingerprint(discover(root)) == (
+        dataset_fingerprint(copied)
+    )
+    with pytest.warns(FrameStoreWarning, match="changed since the store was built"):
+        store = _open(discover(root), tmp_path / "cache", modalities=("rgb",))
+    after = store.read([frame], "RGB")
+    fresh = _open(discover(root), tmp_path / "fresh", modalities=("rgb",))
+    assert torch.equal(after, fresh.read([frame], "RGB")) and not torch.equal(after, before)
+
+
+def test_a_copied_dataset_updates_the_record_without_decoding_again(index, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(index.root, root, copy_function=shutil.copy)  # new modification times
+    _open(discover(root), tmp_path / "cache", modalities=("rgb",))
+    built = _build_signature(tmp_path / "cache")
+    for path in root.rglob("*.png"):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _open(discover(root), tmp_path / "cache", modalities=("rgb",))
+    assert _build_signature(tmp_path / "cache") == built
