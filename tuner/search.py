@@ -50,7 +50,7 @@ from tuner._tune_mapping import (
     trial_configs,
     trial_resources,
 )
-from tuner.config import TrainConfig, flatten_config
+from tuner.config import RUNTIME_KEYS, TrainConfig, flatten_config
 from tuner.errors import EgotuneError, UsageError
 from tuner.preflight import (
     check_cluster_resources,
@@ -95,6 +95,7 @@ _INHERITED_KEYS = (
     "device",
     "precision",
     "channels_last",
+    "compile",
     "num_workers",
     "pin_memory",
     "train_users",
@@ -364,16 +365,18 @@ def _run_prerequisite(
     resources: Any,
 ) -> str:
     config = TrainConfig.from_dict(nest_config(flat_config))
-    digest = hashlib.sha256(
-        json.dumps({"config": config.to_dict(), "data": fingerprint}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    folder = storage / PREREQUISITES_DIR / f"{name}-{digest}"
+    computed = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS}
+    folder = storage / PREREQUISITES_DIR / f"{name}-{_digest(computed, fingerprint)}"
     record_file = folder / "prerequisite.json"
-    if record_file.is_file():
-        record = json.loads(record_file.read_text())
-        if Path(record["checkpoint"]).is_file():
-            print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
-            return str(record["checkpoint"])
+    # runtime keys (loader workers, device, ...) do not change what the run computes; folders
+    # of earlier versions were named after the whole configuration
+    earlier = storage / PREREQUISITES_DIR / f"{name}-{_digest(config.to_dict(), fingerprint)}"
+    for found in (record_file, earlier / "prerequisite.json"):
+        if found.is_file():
+            record = json.loads(found.read_text())
+            if Path(record["checkpoint"]).is_file():
+                print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
+                return str(record["checkpoint"])
     print(f"prerequisite {name}: training {folder.name}", flush=True)
     checkpoint = _train_prerequisite(config, index, folder, options, resources)
     record = {
@@ -385,6 +388,11 @@ def _run_prerequisite(
     record_file.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record_file, record)
     return checkpoint
+
+
+def _digest(config: dict[str, Any], fingerprint: str) -> str:
+    text = json.dumps({"config": config, "data": fingerprint}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _train_prerequisite(
