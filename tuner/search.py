@@ -39,6 +39,7 @@ from data_pipeline import (
     verify_frames,
 )
 from tuner._atomic import write_json_atomic
+from tuner._claim import LOCK_FILE, OWNER_FILE, ExperimentClaim, claim_new_experiment, describe
 from tuner._interrupt import graceful_interrupt
 from tuner._ray_session import connect, node_shapes
 from tuner._tune_mapping import (
@@ -160,11 +161,55 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     # result grid Tune builds at the end cannot read per-trial metrics and would say so.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for warning in space.warnings:
         print(f"warning: {warning}", flush=True)
-    experiment_dir = storage / name
-    _check_experiment_dir(experiment_dir, resume=options.resume)
+    claim = _claim_experiment(space, storage, options)
+    try:
+        outcome = _run_claimed(space, options, storage, requests, claim.folder)
+    except BaseException:
+        claim.release()
+        _remove_if_unused(claim.folder, resumed=options.resume)
+        raise
+    claim.release()
+    return outcome
+
+
+def _claim_experiment(space: SearchSpace, storage: Path, options: SearchOptions) -> ExperimentClaim:
+    """The experiment's folder, claimed for this search before anything else runs
+    (:mod:`tuner._claim`)."""
+    if not options.resume:
+        name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return claim_new_experiment(storage, name, default=options.name is None)
+    assert options.name is not None
+    folder = storage / options.name
+    _check_experiment_dir(folder, resume=True)
+    claim = ExperimentClaim.take(folder)
+    if claim.previous is not None:
+        print(
+            f"egotune: note: {options.name} was last run by {describe(claim.previous)}, which "
+            "ended without releasing it (killed); this search takes it over",
+            file=sys.stderr,
+            flush=True,
+        )
+    return claim
+
+
+def _remove_if_unused(folder: Path, *, resumed: bool) -> None:
+    """A new experiment's folder that the failed search left with nothing but its claim."""
+    if resumed or not folder.is_dir():
+        return
+    if {p.name for p in folder.iterdir()} <= {LOCK_FILE, OWNER_FILE}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_claimed(
+    space: SearchSpace,
+    options: SearchOptions,
+    storage: Path,
+    requests: Any,
+    experiment_dir: Path,
+) -> SearchOutcome:
+    name = experiment_dir.name
     index = _load_index(options.data, storage, space)
     _check_imagenet_weights(space, options)
     session = connect(options.address, num_cpus=options.num_cpus)
@@ -270,6 +315,7 @@ def _mib(size: int) -> str:
 
 
 def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
+    """A resumed experiment can be restored (a new one's folder is checked as it is claimed)."""
     if resume:
         from ray import tune
 
@@ -278,11 +324,6 @@ def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
                 f"--resume {experiment_dir.name}: no restorable experiment at {experiment_dir}; "
                 "check --name and --storage (egotune results list shows the experiments)"
             )
-    elif experiment_dir.exists():
-        raise UsageError(
-            f"--name {experiment_dir.name}: {experiment_dir} already exists; pass --resume to "
-            "continue it or choose another name"
-        )
 
 
 def _load_index(data: Path, storage: Path, space: SearchSpace) -> DatasetIndex:

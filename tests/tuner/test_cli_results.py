@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config_values
+from tests.tables import assert_every_row_once
 from tests.tuner.test_results import assert_real_png, write_handmade
 from tuner.cli import main
 from tuner.search import SearchOptions, run_search
@@ -49,6 +50,7 @@ def real_experiment(module_tmp, synthetic_root, local_ray) -> Path:
     storage = module_tmp
     options = SearchOptions(data=synthetic_root, storage=storage, name="real", verbose=0, argv=[])
     outcome = run_search(parse_space(doc, source="real.yaml", name="real"), options)
+    assert_every_row_once(outcome.experiment_dir, trials=4)
     return outcome.experiment_dir
 
 

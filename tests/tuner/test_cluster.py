@@ -23,6 +23,7 @@ import yaml
 
 from tests.conftest import tiny_config_values
 from tests.ray_cluster import RAY, LoopbackCluster, cluster_env, free_port
+from tests.tables import assert_every_row_once
 from tuner import cli
 from tuner.trainable import ACTOR_NAME_PREFIX
 
@@ -98,6 +99,7 @@ def scrape(cluster: LoopbackCluster, metrics: tuple[str, ...], experiment: str) 
 
 
 def assert_complete_tables(experiment: Path, trials: int, epochs: int) -> None:
+    assert_every_row_once(experiment, trials=trials)
     table = pd.read_parquet(experiment / "trials.parquet")
     rows = pd.read_parquet(experiment / "epochs.parquet")
     assert len(table) == trials and set(table["status"]) == {"TERMINATED"}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tables import assert_every_row_once
 from tuner._tune_mapping import build_progress_reporter, build_tune_config
 from tuner.spaces import list_spaces, load_space
 
@@ -80,6 +81,8 @@ def searched(module_tmp, synthetic_root: Path, local_ray_address: str) -> dict[s
         said = dict(zip(started, outputs, strict=True))
     for kind, search in started.items():
         assert search.returncode == 0, said[kind][1][-3000:]
+    for name in ("tiny", "tiny-json"):
+        assert_every_row_once(folder / "results" / name, trials=4)
     return {
         "out": said["text"][0],
         "err": said["text"][1],

@@ -21,6 +21,7 @@ import yaml
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
 from tests.drills import interrupt_search_when, kill_search_when, resume_search, wait_for
+from tests.tables import assert_every_row_once
 from tuner.config import TrainConfig
 from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.results import read_predictions
@@ -47,6 +48,7 @@ def checkpoints(experiment: Path) -> list[Path]:
 
 
 def assert_each_epoch_once(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    assert_every_row_once(experiment)
     trials = pd.read_parquet(experiment / "trials.parquet")
     epochs = pd.read_parquet(experiment / "epochs.parquet")
     assert set(trials["status"]) == {"TERMINATED"}, trials[["trial_id", "status"]]
@@ -244,6 +246,7 @@ def test_ctrl_c_stops_the_search_with_130_and_the_command_that_resumes_it(
     from ray import tune
 
     assert tune.Tuner.can_restore(str(experiment))
+    assert_every_row_once(experiment)
 
 
 # -- node loss ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import yaml
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
 from tests.drills import kill_search_when, wait_for
+from tests.tables import assert_every_row_once
 from tests.tuner.test_fault_drills import trainable_pids
 from tests.tuner.test_results import assert_real_png
 from tuner import results
@@ -137,6 +138,7 @@ def killed_pbt(module_tmp, synthetic_root, local_ray) -> KilledPopulation:
         stopped = results.load_experiment(experiment)
         assert set(stopped.trials["status"]) <= {"TERMINATED", "ERROR"}
         assert run_search(space, dataclasses.replace(options, resume=True)).num_errors == 0
+    assert_every_row_once(experiment)
     return KilledPopulation(results.load_experiment(experiment), killed, given_up)
 
 
@@ -333,6 +335,7 @@ def test_a_killed_driver_resumes_a_pb2_population_search(
     )
     resumed = run_search(parse_space(doc, source=str(space), name="pb2driver"), options)
     assert resumed.num_errors == 0
+    assert_every_row_once(experiment, trials=2)
     done = results.load_experiment(experiment)
     assert len(done.trials) == 2 and set(done.trials["status"]) == {"TERMINATED"}
     epochs = done.epochs

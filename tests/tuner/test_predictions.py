@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config_values
+from tests.tables import assert_every_row_once
 from tests.tuner.test_results import assert_real_png
 from tuner import results
 from tuner.cli import main
@@ -22,6 +23,7 @@ def search(root: Path, storage: Path, name: str, doc: dict) -> Path:
     options = SearchOptions(data=root, storage=storage, name=name, verbose=0, argv=["test"])
     outcome = run_search(parse_space(doc, source=f"{name}.yaml", name=name), options)
     assert outcome.num_errors == 0
+    assert_every_row_once(outcome.experiment_dir)
     return outcome.experiment_dir
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import tiny_config_values
 from tests.fork_log import forks_of_ray_workers
+from tests.tables import assert_every_row_once
 from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
 from tuner.search import PREREQUISITES_DIR, SearchOptions, SearchOutcome, run_search
@@ -84,6 +85,7 @@ def grid(module_tmp, local_ray, synthetic_root) -> Searched:
 def test_grid_search_with_a_prerequisite_writes_matching_tables(grid):
     outcome = grid.outcome
     assert outcome.num_errors == 0
+    assert_every_row_once(outcome.experiment_dir, trials=2)
     trials, epochs = read_tables(outcome.experiment_dir)
     assert sorted(trials["lr"]) == [1e-4, 1e-3]
     assert set(trials["status"]) == {"TERMINATED"}
@@ -137,6 +139,7 @@ def test_prerequisite_runs_once_and_a_later_search_reuses_it(grid, synthetic_roo
     second = run_search(space(grid_doc(epochs=1)), options(synthetic_root, grid.storage, "second"))
     assert len(list((grid.storage / PREREQUISITES_DIR).glob("*/prerequisite.json"))) == 1
     assert record.stat().st_mtime_ns == before
+    assert_every_row_once(second.experiment_dir)
     trials, _ = read_tables(second.experiment_dir)
     handed_on = json.loads(record.read_text())["checkpoint"]
     assert set(trials["init_checkpoint"]) == {handed_on}
@@ -160,12 +163,9 @@ def test_an_asha_search_writes_one_row_per_trial_that_ran(local_ray, synthetic_r
 
 
 def assert_one_row_per_trial_that_ran(experiment: Path, trials: int) -> None:
+    assert_every_row_once(experiment, trials=trials)
     table, epochs = read_tables(experiment)
-    assert len(table) == trials and table["trial_id"].is_unique
     assert set(epochs["trial_id"]) == set(table["trial_id"])
-    assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    runs = epochs.groupby("trial_id")["epoch"].max().to_dict()
-    assert table.set_index("trial_id")["epochs_run"].to_dict() == runs
 
 
 def test_an_existing_experiment_is_never_overwritten(local_ray, synthetic_root, tmp_path):

@@ -14,6 +14,7 @@ import yaml
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
 from tests.drills import kill_search_when, resume_search
+from tests.tables import assert_every_row_once
 from tuner import results
 from tuner.checkpoint import CheckpointError
 from tuner.cli import main
@@ -203,6 +204,7 @@ def searches(module_tmp, synthetic_root, local_ray) -> dict[bool, results.Experi
         options = SearchOptions(data=synthetic_root, storage=storage, name=name, verbose=0)
         outcome = run_search(space, options)
         assert outcome.num_errors == 0
+        assert_every_row_once(outcome.experiment_dir)
         done[share] = results.load_experiment(outcome.experiment_dir)
     return done
 

@@ -28,6 +28,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import tiny_config_values
+from tests.tables import assert_every_row_once
 from tests.tuner.test_results import write_handmade
 from tuner import results
 from tuner.cli import main
@@ -565,6 +566,7 @@ def test_a_real_search_appears_on_the_open_page_while_it_runs(
     assert same_document  # no reload: the rows came in by polling
     assert shown == sorted(results.read_trials(storage / "live")["trial_id"])
     assert all("[" in text for text in intervals)  # accuracy with its 95 % interval
+    assert_every_row_once(storage / "live")
     experiment = results.load_experiment(storage / "live")
     expected = results.confusion(experiment, shown[0])["matrix"].to_numpy().tolist()
     assert confusion == expected
