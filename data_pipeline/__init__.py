@@ -29,6 +29,7 @@ from data_pipeline._index import (
     DatasetWarning,
     Video,
     dataset_fingerprint,
+    frame_stamps,
     leave_one_user_out,
     split_by_user,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "fix_dataset",
     "flow_frame_numbers",
     "flow_starts",
+    "frame_stamps",
     "leave_one_user_out",
     "normalize_flow",
     "normalize_rgb",

@@ -11,7 +11,7 @@ import os
 import statistics
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +156,20 @@ def discover(root: str | os.PathLike[str]) -> DatasetIndex:
     return DatasetIndex(result.dataset_dir, result.layout.name, result.videos, result.class_names)
 
 
-def verify_frames(index: DatasetIndex, workers: int | None = None) -> None:
-    """Decode every frame file of ``index`` fully, as ``check_dataset`` does.
+def verify_frames(
+    index: DatasetIndex, workers: int | None = None, *, only: Collection[Path] | None = None
+) -> None:
+    """Decode every frame file of ``index`` fully (those in ``only``, when given), as
+    ``check_dataset`` does.
 
     :func:`discover` does not decode (it runs at every training start), so a truncated PNG would
     only fail once a trial reads it; a search calls this first. Raises :class:`DatasetError`
     naming the first undecodable file.
     """
     paths = [path for video in index.videos for path in _frame_files(video)]
+    if only is not None:
+        wanted = set(only)
+        paths = [path for path in paths if path in wanted]
     fatal = _undecodable(paths, workers)
     if fatal:
         raise DatasetError(_fatal_message(index.root, fatal))

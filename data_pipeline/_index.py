@@ -130,6 +130,17 @@ def _video_files(video: Video) -> Iterable[Path]:
     yield from video.mmaps
 
 
+def frame_stamps(index: DatasetIndex) -> dict[str, tuple[int, int]]:
+    """Every frame file's size and modification time (ns), by path relative to the root: what
+    tells a frame rewritten in place (even at its old size) from the one checked before."""
+    stamps = {}
+    for video in index.videos:
+        for path in _video_files(video):
+            stat = os.stat(path)
+            stamps[path.relative_to(index.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
+
+
 def dataset_fingerprint(index: DatasetIndex) -> str:
     """Stable hex digest of the layout, class list and every frame's relative path and size.
 

@@ -36,10 +36,10 @@ from data_pipeline import (
     dataset_fingerprint,
     discover,
     split_by_user,
-    verify_frames,
 )
 from tuner._atomic import write_json_atomic
 from tuner._claim import LOCK_FILE, OWNER_FILE, ExperimentClaim, claim_new_experiment, describe
+from tuner._dataset_checks import DATASET_CHECKS_DIR, verify_once
 from tuner._interrupt import graceful_interrupt
 from tuner._ray_session import connect, node_shapes
 from tuner._tune_mapping import (
@@ -79,8 +79,6 @@ __all__ = [
 DEFAULT_MAX_FAILURES = 3
 PREREQUISITES_DIR = "_prerequisites"
 
-DATASET_CHECKS_DIR = "_dataset_checks"
-"""``<storage>/_dataset_checks/<fingerprint>.ok``: datasets whose every frame decoded."""
 STATES_OF_HEADROOM = 2
 """Free space ``--storage`` must have when a search starts, in resume states of its largest
 trial: the first state a trial keeps and the one it writes next."""
@@ -331,12 +329,7 @@ def _load_index(data: Path, storage: Path, space: SearchSpace) -> DatasetIndex:
     if not data.exists():
         raise UsageError(f"--data {data}: no such folder")
     index = discover(data)
-    # Decoding every frame takes a while on the real dataset: once per dataset version.
-    checked = storage / DATASET_CHECKS_DIR / f"{dataset_fingerprint(index)}.ok"
-    if not checked.is_file():
-        verify_frames(index)
-        checked.parent.mkdir(parents=True, exist_ok=True)
-        checked.write_text(f"{index.root}\n")
+    verify_once(index, storage)  # what changed since the last search on this storage
     _check_split_users(space, index)
     return index
 
