@@ -194,7 +194,9 @@ def test_shell_metacharacters_in_names_and_paths_run_nothing(tmp_path, monkeypat
     tree = make_tree(tmp_path / "data", classes=("a", "b"), frames=3)
     storage = tmp_path / "results; touch pwned6 $(touch pwned7)"
     search = ["search", "demo", "--data", str(tree.root), "--storage", str(storage)]
-    assert main([*search, "--name", HOSTILE]) == 1
+    assert main([*search, "--name", HOSTILE]) == 2  # not a safe experiment name
+    assert f"--name {HOSTILE}: characters not allowed" in capsys.readouterr().err
+    assert main([*search, "--name", "safe"]) == 1  # the hostile storage path is taken literally
     assert "pre-flight passed" in capsys.readouterr().err
     write_experiment_metadata(  # runs `git describe` for the code version
         storage / HOSTILE,

@@ -400,6 +400,9 @@ def _gauges() -> dict[str, Any]:
 
 
 def _export_metrics(metrics: dict[str, Any], tags: dict[str, str], device: torch.device) -> None:
+    # Ray's metric tags are ASCII: an experiment named in another script is escaped
+    # (``résumé`` -> ``r\xe9sum\xe9``) rather than failing every report of the trial.
+    tags = {key: value.encode("ascii", "backslashreplace").decode() for key, value in tags.items()}
     gauges = _gauges()
     gauges["egotune_val_acc"].set(float(metrics["val_acc"]), tags=tags)
     gauges["egotune_epoch"].set(float(metrics["epoch"]), tags=tags)

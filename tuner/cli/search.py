@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tuner.cli._names import absolute_path, absolute_set_values, check_experiment_name
 from tuner.cli._search_summary import print_search_summary, resume_command, search_summary
 from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
@@ -105,8 +106,12 @@ def run_search_command(args: argparse.Namespace) -> int:
     from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
 
-    storage = (args.storage or default_storage()).expanduser()
+    storage = absolute_path(args.storage or default_storage())
     name = args.resume if isinstance(args.resume, str) else args.name
+    if name is not None:
+        check_experiment_name(name, "--resume" if isinstance(args.resume, str) else "--name")
+    args.data = absolute_path(args.data)
+    args.set_values = absolute_set_values(args.set_values)
     if args.max_failures is not None and args.max_failures < 0:
         raise UsageError(f"--max-failures {args.max_failures}: must be 0 or more")
     if args.resume:
@@ -187,8 +192,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
 
-    storage = (args.storage or default_storage()).expanduser()
-    data = args.data or storage / DEMO_DATA_DIR
+    storage = absolute_path(args.storage or default_storage())
+    if args.name is not None:
+        check_experiment_name(args.name, "--name")
+    data = absolute_path(args.data) or storage / DEMO_DATA_DIR
     with _console(args.json):
         if args.data is None:
             _check_demo_storage(storage)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.cli._help import plain_help
+from tuner.cli._names import check_experiment_name
 from tuner.cli.search import add_search_arguments
 from tuner.errors import EgotuneError, UsageError
 
@@ -70,6 +71,9 @@ def register(subparsers: Any) -> None:
 
 def run_submit_command(args: argparse.Namespace) -> int:
     address = _dashboard_address(args.address)
+    if args.name is not None:
+        check_experiment_name(args.name, "--name")
+    _check_cluster_paths(args)
     name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     runtime_env = _runtime_env(args.runtime_env_json)
     with tempfile.TemporaryDirectory(prefix="egotune-submit-") as folder:
@@ -204,6 +208,18 @@ def _space_argument(space: str, folder: Path, runtime_env: dict[str, Any]) -> st
     shutil.copy2(path, shipped / path.name)
     runtime_env["working_dir"] = str(shipped)
     return path.name
+
+
+def _check_cluster_paths(args: argparse.Namespace) -> None:
+    """``--data`` and ``--storage`` are paths on the cluster, where this machine's working folder
+    means nothing (the job runs in a folder Ray unpacks and may delete): relative ones are
+    refused rather than guessed."""
+    for flag, path in (("--data", args.data), ("--storage", args.storage)):
+        if path is not None and not (path.is_absolute() or str(path).startswith("~")):
+            raise UsageError(
+                f"{flag} {path}: a relative path; pass the absolute path the cluster's nodes see "
+                "(e.g. /mnt/egotune/GTEA61)"
+            )
 
 
 def _check_overrides(args: argparse.Namespace) -> None:
