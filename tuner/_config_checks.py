@@ -14,6 +14,7 @@ from tuner.recipes import RECIPES, recipe_for
 
 __all__ = [
     "COMPILE_MODES",
+    "LIMITS",
     "MODEL_NAMES",
     "MS_LAYERS",
     "check_choice",
@@ -29,6 +30,21 @@ __all__ = [
 
 MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
 """Motion-segmentation taps and their map side at 224 px."""
+LIMITS = {
+    "epochs": 100_000,
+    "frames": 512,
+    "batch_size": 4096,
+    "crop_size": 1024,
+    "mem_size": 8192,
+    "flow_stack": 64,
+    "flow_segments": 64,
+    "repflow_iters": 1000,
+    "num_workers": 256,
+}
+"""Largest accepted value of each size key: far beyond the report (750 epochs, 25 frames,
+224 px, 512 ConvLSTM channels), and small enough that no configuration is sized to fail in an
+allocator or to plan a search that never ends."""
+_LIMIT_REASON = "a larger one is a typo or would not fit in memory"
 MODEL_NAMES = tuple(RECIPES)
 """Every model with a recipe, in registration order."""
 COMPILE_MODES = ("off", "default", "reduce-overhead", "auto")
@@ -61,9 +77,15 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{name}: must be one of {', '.join(map(str, options))}; got {value!r}")
 
 
-def check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+        raise ValueError(f"{name}: must be an integer {bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(
+            f"{name}: must be an integer from {minimum} to {maximum:,}, got {value:,} "
+            f"({_LIMIT_REASON})"
+        )
 
 
 def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -87,7 +109,7 @@ def validate_stage_settings(s: Any, prefix: str) -> None:
     if s.gamma is not None:
         check_positive(f"{prefix}gamma", s.gamma)
     if s.epochs is not None:
-        check_int(f"{prefix}epochs", s.epochs, 1)
+        check_int(f"{prefix}epochs", s.epochs, 1, LIMITS["epochs"])
     if s.milestones is not None:
         check_milestones(f"{prefix}milestones", s.milestones)
 
@@ -99,18 +121,22 @@ def check_milestones(name: str, value: Any) -> None:
         raise ValueError(f"{name}: must be a list of positive integers, got {value!r}")
     if list(value) != sorted(set(value)):
         raise ValueError(f"{name}: must be strictly increasing, got {list(value)}")
+    if value and value[-1] > LIMITS["epochs"]:
+        raise ValueError(
+            f"{name}: epochs up to {LIMITS['epochs']:,}, got {value[-1]:,} ({_LIMIT_REASON})"
+        )
 
 
 def validate_config(cfg: Any) -> None:
     """Every check of a ``TrainConfig``."""
     check_choice("model", cfg.model, MODEL_NAMES)
     check_choice("stage", cfg.stage, ("1", "2", "both"))
-    check_int("frames", cfg.frames, 1)
-    check_int("batch_size", cfg.batch_size, 1)
+    check_int("frames", cfg.frames, 1, LIMITS["frames"])
+    check_int("batch_size", cfg.batch_size, 1, LIMITS["batch_size"])
     validate_stage_settings(cfg, prefix="")  # the last stage's settings sit on cfg itself
     check_positive("lr_flow", cfg.lr_flow)
     check_positive("lr_repflow_scale", cfg.lr_repflow_scale)
-    check_int("crop_size", cfg.crop_size, 32)
+    check_int("crop_size", cfg.crop_size, 32, LIMITS["crop_size"])
     check_int("seed", cfg.seed, 0)
     if not isinstance(cfg.device, str) or not (
         cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
@@ -121,7 +147,7 @@ def validate_config(cfg: Any) -> None:
     every = cfg.checkpoint_every
     if every != "auto" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
         raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")
-    check_int("num_workers", cfg.num_workers, 0)
+    check_int("num_workers", cfg.num_workers, 0, LIMITS["num_workers"])
     for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
         if not isinstance(getattr(cfg, name), bool):
             raise ValueError(f"{name}: must be true or false, got {getattr(cfg, name)!r}")
@@ -137,9 +163,9 @@ def validate_config(cfg: Any) -> None:
         raise ValueError(
             f"frame_store_dir: must be a folder path or null, got {cfg.frame_store_dir!r}"
         )
-    check_int("mem_size", cfg.mem_size, 1)
-    check_int("flow_stack", cfg.flow_stack, 1)
-    check_int("flow_segments", cfg.flow_segments, 1)
+    check_int("mem_size", cfg.mem_size, 1, LIMITS["mem_size"])
+    check_int("flow_stack", cfg.flow_stack, 1, LIMITS["flow_stack"])
+    check_int("flow_segments", cfg.flow_segments, 1, LIMITS["flow_segments"])
     check_choice("ms_layer", cfg.ms_layer, tuple(MS_LAYERS))
     check_choice("ms_task", cfg.ms_task, ("classification", "regression"))
     check_choice("ms_target", cfg.ms_target, ("binary", "gray"))
@@ -149,7 +175,7 @@ def validate_config(cfg: Any) -> None:
         raise ValueError("ms_target: gray targets need ms_task=regression")
     if cfg.ms_dropout is not None and not (is_number(cfg.ms_dropout) and 0 <= cfg.ms_dropout < 1):
         raise ValueError(f"ms_dropout: must be in [0, 1) or null, got {cfg.ms_dropout!r}")
-    check_int("repflow_iters", cfg.repflow_iters, 1)
+    check_int("repflow_iters", cfg.repflow_iters, 1, LIMITS["repflow_iters"])
     for name in ("init_checkpoint", "rgb_checkpoint", "flow_checkpoint"):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value):

@@ -1,3 +1,6 @@
+import re
+import sys
+
 import pytest
 
 from tuner.config import TrainConfig, flatten_config, parse_overrides, report_defaults
@@ -57,3 +60,34 @@ def test_flatten_joins_nested_keys_with_dots():
 def test_on_off_settings_survive_yaml_reading_them_as_booleans():
     parsed = parse_overrides(["bn_calibration=off"])
     assert TrainConfig().replace(**parsed).bn_calibration == "off"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("epochs", 1_000_000_000),
+        ("crop_size", 100_000),
+        ("frames", 100_000),
+        ("mem_size", 1_000_000),
+        ("batch_size", 10**20),
+        ("milestones", [5, 10**9]),
+        ("stage1", {"epochs": 10**9}),
+    ],
+)
+def test_sizes_beyond_any_machine_are_refused_naming_the_key(key, value):
+    """Such a size once planned a search for minutes (a per-epoch list of a billion epochs) or
+    ended in an allocator's traceback."""
+    name = "stage1.epochs" if key == "stage1" else key
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)}: .*(to|up to) [\d,]+, got "):
+        TrainConfig.from_dict({"model": "ego_rnn", "stage": "both", key: value})
+
+
+def test_a_search_with_a_billion_epochs_is_one_line_before_ray(tmp_path, capsys):
+    from tuner.cli import main
+
+    root = tmp_path / "missing-data-is-not-reached"
+    argv = ["search", "demo", "--data", str(root), "--storage", str(tmp_path), "--set"]
+    assert main([*argv, "epochs=1000000000"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "epochs: must be an integer from 1 to 100,000, got 1,000,000,000" in line
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
