@@ -8,6 +8,7 @@ still reported, because every file under them would appear twice. Images are not
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -117,6 +118,8 @@ class _Scanner:
             path = Path(entry.path)
             if entry.name.startswith("."):
                 self.hidden(path)
+            elif _is_link_loop(entry):
+                self.fatal("symlink_loop", path, "a symbolic link that resolves to itself")
             elif entry.is_dir():
                 real = os.path.realpath(path)
                 if real in ancestors:
@@ -277,6 +280,17 @@ class _Scanner:
             )
             resolved.append(source)
         return tuple(resolved)
+
+
+def _is_link_loop(entry: os.DirEntry[str]) -> bool:
+    """A link whose target leads back to itself (``ln -s x x``): following it fails with ELOOP."""
+    if not entry.is_symlink():
+        return False
+    try:
+        entry.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _nearest(number: int, available: dict[int, Path]) -> int:

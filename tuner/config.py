@@ -31,6 +31,7 @@ from tuner._hints import did_you_mean
 from tuner.recipes import recipe_for
 
 __all__ = [
+    "MAX_YAML_DEPTH",
     "MODEL_NAMES",
     "RUNTIME_KEYS",
     "SCHEDULE_KEYS",
@@ -39,6 +40,7 @@ __all__ = [
     "TrainConfig",
     "config_warnings",
     "flatten_config",
+    "load_yaml",
     "parse_overrides",
     "report_defaults",
     "yaml_error_text",
@@ -311,10 +313,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             problem = yaml_error_text(exc, with_position=False)
             raise ValueError(f"--set {key}: cannot parse value {raw!r}: {problem}") from None
+        except ValueError as exc:
+            raise ValueError(f"--set {key}: {exc}") from None
         if isinstance(value, str) and looks_numeric(value):
             value = float(value)  # YAML 1.1 reads "1e-4" as a string
         target = result
@@ -325,6 +329,32 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
                 raise ValueError(f"--set {key}: {parent} is not a nested key")
         target[leaf] = value
     return result
+
+
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of lists and mappings a space file or a ``--set`` value may have (a space
+file needs five or so)."""
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of ``text``; ``ValueError`` when it nests deeper than
+    :data:`MAX_YAML_DEPTH` (PyYAML itself would fail with a ``RecursionError``)."""
+    too_deep = f"nested more than {MAX_YAML_DEPTH} lists or mappings deep"
+    try:
+        value = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueError(too_deep) from None
+    level = [value]
+    for _ in range(MAX_YAML_DEPTH + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, list | dict)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return value
+    raise ValueError(too_deep)
 
 
 def yaml_error_text(exc: yaml.YAMLError, *, with_position: bool = True) -> str:

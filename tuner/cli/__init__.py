@@ -122,7 +122,7 @@ def _user_error_code(exc: Exception) -> int | None:
         return exc.exit_code
     if isinstance(exc, ValueError):
         return 2
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError | FloatingPointError):  # a diverged run's message names lr
         return 1
     for module_name, class_name in _LIBRARY_ERRORS:
         error_type = getattr(sys.modules.get(module_name), class_name, None)

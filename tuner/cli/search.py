@@ -144,8 +144,7 @@ def _resource_flags(args: argparse.Namespace) -> dict[str, float]:
 
 def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
     """The space and dataset a search ran with, from its experiment folder."""
-    import yaml
-
+    from tuner.config import load_yaml
     from tuner.results import read_experiment_metadata
     from tuner.spaces import parse_space
 
@@ -162,9 +161,14 @@ def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tupl
             f"--resume {name}: {folder}/experiment.json is unreadable ({exc}); restore it from a "
             "backup or start a new experiment"
         ) from None
-    recorded_space = metadata["space"]
+    recorded_space = metadata.get("space") or {}
+    if not recorded_space.get("text") or not recorded_space.get("name"):
+        raise EgotuneError(
+            f"--resume {name}: {folder}/experiment.json records no search space; restore it "
+            "from a backup or start a new experiment"
+        )
     space = parse_space(
-        yaml.safe_load(recorded_space["text"]),
+        load_yaml(recorded_space["text"]),
         source=f"{folder}/experiment.json",
         name=recorded_space["name"],
     )

@@ -163,6 +163,10 @@ def load_experiment(
         metadata = read_experiment_metadata(path)
     except FileNotFoundError:
         metadata = {}
+    except (OSError, ValueError) as exc:
+        raise EgotuneError(
+            f"{path / METADATA_FILE}: unreadable ({exc}); restore it from a backup"
+        ) from None
     return Experiment(path.name, path, trials, epochs, metadata, _trials_schema_version(path))
 
 

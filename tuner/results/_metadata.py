@@ -99,8 +99,30 @@ def read_experiment_metadata(exp_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(exp_dir) / METADATA_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no experiment metadata (is this an experiment folder?)")
-    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return record
+    record = json.loads(path.read_text(encoding="utf-8"))
+    problem = _shape_problem(record)
+    if problem is not None:
+        raise ValueError(f"not an experiment record: {problem}")
+    checked: dict[str, Any] = record
+    return checked
+
+
+def _shape_problem(record: Any) -> str | None:
+    """What makes ``record`` unlike the record :func:`write_experiment_metadata` writes."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__} instead of an object"
+    space = record.get("space", {})
+    if not isinstance(space, dict):
+        return "space is not an object"
+    for key in ("name", "text"):
+        if not isinstance(space.get(key, ""), str):
+            return f"space.{key} is not a string"
+    if not isinstance(space.get("overrides", {}), dict):
+        return "space.overrides is not an object"
+    for key in ("started_at", "experiment"):
+        if not isinstance(record.get(key, ""), str):
+            return f"{key} is not a string"
+    return None
 
 
 def code_version() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +146,9 @@ def pivot_table(
     if not rows:
         raise ValueError("rows: name at least one column")
     require_columns(trials, [*rows, *cols], "rows/cols")
+    both = [c for c in rows if c in cols]
+    if both:
+        raise ValueError(f"rows/cols: {', '.join(both)} in both; put each column on one side")
     require_columns(trials, [value], "value")
     frame = hashable(trials.dropna(subset=[value]), [*rows, *cols])
     table = frame.pivot_table(
@@ -224,7 +228,11 @@ def list_experiments(storage: str | os.PathLike[str] | None = None) -> pd.DataFr
     for path in sorted(root.iterdir()):
         if path.name.startswith(("_", ".")) or not is_experiment_dir(path):
             continue
-        experiment = load_experiment(path)
+        try:
+            experiment = load_experiment(path)
+        except (EgotuneError, OSError, ValueError) as exc:
+            warnings.warn(f"skipping experiment {path.name}: {exc}", stacklevel=2)
+            continue
         summary = summarize_experiment(experiment)
         changed = path / TRIALS_FILE if (path / TRIALS_FILE).exists() else path
         updated = datetime.fromtimestamp(changed.stat().st_mtime, UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from tuner._hints import did_you_mean
-from tuner.config import yaml_error_text
+from tuner.config import load_yaml, yaml_error_text
 from tuner.spaces._keys import SpaceError
 from tuner.spaces._space import SearchSpace, parse_space
 
@@ -75,11 +75,13 @@ def load_space(name_or_path: str | os.PathLike[str]) -> SearchSpace:
     path = find_space(name_or_path)
     source = _display_path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpaceError(source, "", f"not valid YAML: {yaml_error_text(exc)}") from None
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         message = f"not UTF-8 text (line {line}); save it as UTF-8"
         raise SpaceError(source, "", message) from None
+    except ValueError as exc:
+        raise SpaceError(source, "", f"not valid YAML: {exc}") from None
     return parse_space(document, source=source, name=path.stem)
