@@ -8,6 +8,7 @@ address to open). On a cluster, run it on the head and forward its port.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: expected 0 to 65535")
-    if args.poll <= 0:
-        raise UsageError(f"--poll {args.poll}: must be more than 0 seconds")
+    if not (math.isfinite(args.poll) and args.poll > 0):
+        raise UsageError(f"--poll {args.poll}: must be a finite number of seconds more than 0")
     storage = (args.storage or results.default_storage()).expanduser().resolve()
     ui.serve(
         storage,

@@ -74,8 +74,12 @@ def create_app(
     dashboard: str | None = None,
     poll_s: float = 2.0,
     statistics: Statistics | None = None,
+    hosts: tuple[str, ...] = (),
 ) -> Starlette:
-    """The app over ``storage``; ``token`` guards every request, ``dashboard`` is Ray's address."""
+    """The app over ``storage``; ``token`` guards every request, ``dashboard`` is Ray's address.
+
+    Without a token, requests must name a loopback host: one of :data:`LOOPBACK_HOSTS` or of
+    ``hosts`` (the loopback address the server is bound to, e.g. ``127.0.0.2``)."""
     ui = _UI(storage, DashboardProbe(dashboard), statistics or Statistics(), poll_s)
     page, api = ui.page, ui.api
     routes = [
@@ -98,7 +102,8 @@ def create_app(
     ]
     middleware = [Middleware(BaseHTTPMiddleware, dispatch=_TokenGuard(token))]
     if token is None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
+        allowed = [*LOOPBACK_HOSTS, *hosts]
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=allowed))
     # the user's errors answered here; any other one also reaches the server's log (Starlette)
     handlers = {kind: ui.failure for kind in (*_USER_ERRORS, HTTPException, Exception)}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
@@ -322,7 +327,9 @@ class _TokenGuard:
             offered = request.query_params.get("token")
             if offered is not None and self._matches(offered):
                 query = {k: v for k, v in request.query_params.items() if k != "token"}
-                target = request.url.path + (f"?{urlencode(query)}" if query else "")
+                # one leading slash: ``//host/...`` would be another site's address
+                path = "/" + request.url.path.lstrip("/")
+                target = path + (f"?{urlencode(query)}" if query else "")
                 response: Response = RedirectResponse(target, status_code=303)
                 response.set_cookie(TOKEN_COOKIE, offered, httponly=True, samesite="strict")
                 return response

@@ -62,7 +62,11 @@ def serve(
     if not is_loopback(host) and token is None:
         token = secrets.token_urlsafe(24)
     app = create_app(
-        storage, token=token, dashboard=dashboard or default_dashboard_url(), poll_s=poll_s
+        storage,
+        token=token,
+        dashboard=dashboard or default_dashboard_url(),
+        poll_s=poll_s,
+        hosts=(f"[{host.strip('[]')}]" if ":" in host else host,),
     )
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
