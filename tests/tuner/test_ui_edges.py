@@ -84,3 +84,22 @@ def test_a_token_redirect_never_leaves_the_site(storage, tmp_path):
     finally:
         ui.terminate()
         ui.wait(10)
+
+
+def test_a_record_of_the_wrong_shape_leaves_the_other_experiments_listed(storage, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(storage / "grid", tmp_path / "grid")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "experiment.json").write_text('{"space": 5}')
+    ui, base = serve(tmp_path)
+    try:
+        status, _, body = fetch(f"{base}/api/experiments")
+        rows = {row["name"]: row for row in json.loads(body)["experiments"]}
+        assert status == 200 and rows["grid"]["error"] is None
+        assert rows["broken"]["state"] == "unreadable"
+        assert f"{tmp_path / 'broken' / 'experiment.json'}: unreadable" in rows["broken"]["error"]
+    finally:
+        ui.terminate()
+        ui.wait(10)
