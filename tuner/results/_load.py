@@ -216,6 +216,24 @@ def upgrade_trials(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
             trials[name] = trials["trial_id"].map(derived[name])
         else:
             trials[name] = default
+    return _caught_up(trials, derived)
+
+
+def _caught_up(trials: pd.DataFrame, derived: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with the summary of every row the epochs table is ahead of taken from it.
+
+    ``trials.parquet`` is rewritten when the driver hears of a trial; after a driver killed
+    between an epoch's part file and that rewrite (or while a search runs), a row can say
+    PENDING with no accuracy while its epochs are on disk. The epochs are the record."""
+    if derived.empty or trials.empty:
+        return trials
+    on_disk = pd.to_numeric(trials["trial_id"].map(derived["epochs_run"]), errors="coerce")
+    recorded = pd.to_numeric(trials["epochs_run"], errors="coerce")
+    behind = on_disk.notna() & (recorded.isna() | (recorded < on_disk))
+    if behind.any():
+        trials = trials.astype({"best_val_acc": float, "best_epoch": object, "epochs_run": object})
+        for name in ("best_val_acc", "best_epoch", "epochs_run"):
+            trials.loc[behind, name] = trials.loc[behind, "trial_id"].map(derived[name])
     return trials
 
 

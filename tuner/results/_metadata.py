@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner._atomic import write_text_atomic
-from tuner.results._store import EPOCHS_DIR, SCHEMA_VERSION, TRIALS_FILE
+from tuner.results._store import EPOCHS_DIR, SCHEMA_VERSION, TRIALS_FILE, storage_write_error
 
 __all__ = [
     "METADATA_FILE",
@@ -88,7 +88,10 @@ def write_experiment_metadata(
         record["started_at"] = previous.get("started_at", record["started_at"])
     text = json.dumps(record, indent=2, default=str) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise storage_write_error(exc, path) from None
     # Round-trip so the caller gets exactly what a reader will (tuples as lists, paths as str).
     result: dict[str, Any] = json.loads(text)
     return result

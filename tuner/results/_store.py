@@ -24,6 +24,7 @@ This module does not import ray: replays and benchmarks stream rows with :class:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -54,12 +55,14 @@ __all__ = [
     "TRIALS_FILE",
     "TRIAL_SUMMARY_SCHEMA",
     "EpochPartWriter",
+    "StorageWriteError",
     "TrialsTableWriter",
     "part_files",
     "read_epochs",
     "read_exploits",
     "read_parquet_file",
     "read_trials",
+    "storage_write_error",
     "table_metadata",
     "write_table_atomic",
 ]
@@ -140,8 +143,40 @@ _REJECTED = object()  # a value that does not fit its column's type
 # -- atomic files ---------------------------------------------------------------------------
 
 
+class StorageWriteError(OSError):
+    """A results file that cannot be written for a reason the user fixes (a full disk, a folder
+    without write permission); still an ``OSError`` with the original ``errno``."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def storage_write_error(exc: OSError, path: Path) -> OSError:
+    """``exc`` as a :class:`StorageWriteError` naming ``path``'s folder and what to do, or
+    ``exc`` itself when it is neither a full disk nor a refused write."""
+    if exc.errno in _FULL:
+        advice = "free space on its disk or choose another --storage"
+    elif exc.errno in _DENIED:
+        advice = "fix the folder's permissions or choose another --storage"
+    else:
+        return exc
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    message = f"{path.parent}: cannot write {path.name} there ({reason}); {advice}"
+    return StorageWriteError(exc.errno, message)
+
+
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    write_atomic(path, lambda handle: pq.write_table(table, handle))
+    try:
+        write_atomic(path, lambda handle: pq.write_table(table, handle))
+    except OSError as exc:
+        error = storage_write_error(exc, path)
+        if error is exc:
+            raise
+        raise error from None
 
 
 # -- value coercion -------------------------------------------------------------------------

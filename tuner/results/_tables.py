@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from tuner._atomic import write_text_atomic
 from tuner.errors import EgotuneError
 from tuner.results._load import (
     Experiment,
@@ -25,7 +27,7 @@ from tuner.results._load import (
     varying_columns,
 )
 from tuner.results._metadata import default_storage
-from tuner.results._store import TRIALS_FILE
+from tuner.results._store import TRIALS_FILE, storage_write_error, write_table_atomic
 
 __all__ = [
     "FOLD_COLUMNS",
@@ -284,9 +286,13 @@ def export_experiment(
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        table.to_csv(path, index=False)
+        text = table.to_csv(index=False)
+        try:
+            write_text_atomic(path, text)
+        except OSError as exc:
+            raise storage_write_error(exc, path) from None
     else:
-        table.to_parquet(path, index=False)
+        write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), path)
     return path
 
 
