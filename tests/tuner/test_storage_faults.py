@@ -107,3 +107,29 @@ def test_results_top_reads_epochs_a_stale_trials_table_lacks(tmp_path, capsys):
         ("t1", 50.0, 5),
         ("t2", 30.0, 2),
     ]
+
+
+def test_trials_that_failed_on_a_full_disk_end_the_search_with_one_line(tmp_path, capsys):
+    from tuner.cli._search_summary import egotune_command, print_search_summary, search_summary
+    from tuner.spaces import load_space
+
+    exp = tmp_path / "grid"
+    write_handmade(exp)
+    for trial in ("run_a1", "run_b2"):  # Tune's error.txt of a trial whose checkpoint write failed
+        (exp / trial).mkdir()
+        (exp / trial / "error.txt").write_text(
+            'Failure # 1\nray::ImplicitFunc.train()\n  File "torch/serialization.py", line 967\n'
+            "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 4416 vs "
+            "4310\nOSError: [Errno 28] No space left on device\n"
+        )
+    summary = search_summary(
+        exp, load_space("demo"), storage_flag=tmp_path, seconds=3.0, num_errors=2
+    )
+    print_search_summary(summary)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"egotune: error: {exp}: 2 trial(s) failed writing there (No space left on device); "
+        f"free space on its disk or choose another --storage, then {egotune_command()} search "
+        "--resume grid "
+        f"--storage {tmp_path}"
+    ]

@@ -67,7 +67,33 @@ def search_summary(
         "pivot": _pivot(trials, space, value),
         "next": _next_commands(experiment_dir.name, space, storage_flag),
         "dashboard": dashboard_url,
+        "storage_fault": storage_fault(experiment_dir, storage_flag) if num_errors else None,
     }
+
+
+_STORAGE_FAULTS = {
+    "No space left on device": "free space on its disk or choose another --storage",
+    "Disk quota exceeded": "free space on its disk or choose another --storage",
+    "Read-only file system": "fix the folder's permissions or choose another --storage",
+    "Permission denied": "fix the folder's permissions or choose another --storage",
+}
+
+
+def storage_fault(experiment_dir: Path, storage_flag: Path | None = None) -> str | None:
+    """One line naming ``experiment_dir`` and what to do when a trial failed because it could
+    not write there (its ``error.txt`` from Tune names a full disk or a refused write; PyTorch
+    adds ``inline_container.cc ... unexpected pos`` to a checkpoint cut short)."""
+    failed = []
+    for path in sorted(experiment_dir.glob("*/error.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        failed += [reason for reason in _STORAGE_FAULTS if reason in text][:1]
+    if not failed:
+        return None
+    reason = max(set(failed), key=failed.count)
+    return (
+        f"{experiment_dir}: {len(failed)} trial(s) failed writing there ({reason}); "
+        f"{_STORAGE_FAULTS[reason]}, then {resume_command(experiment_dir.name, storage_flag)}"
+    )
 
 
 def _row(record: dict[str, Any], columns: Sequence[str]) -> dict[str, Any]:
@@ -183,6 +209,8 @@ def print_search_summary(summary: dict[str, Any]) -> None:
         f"\nSearch {summary['experiment']} finished: {summary['trials']} trials{errors} in "
         f"{_duration(summary['seconds'])}."
     )
+    if summary.get("storage_fault"):
+        print(f"egotune: error: {summary['storage_fault']}", file=sys.stderr, flush=True)
     if summary["top"]:
         print(f"\nBest {len(summary['top'])} trials by best validation accuracy (%):")
         print(_table(summary["top"]))
