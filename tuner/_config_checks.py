@@ -15,10 +15,12 @@ from tuner.recipes import RECIPES, recipe_for
 __all__ = [
     "COMPILE_MODES",
     "LIMITS",
+    "MAX_LR",
     "MODEL_NAMES",
     "MS_LAYERS",
     "check_choice",
     "check_int",
+    "check_learning_rate",
     "check_milestones",
     "check_positive",
     "coerce_number",
@@ -95,6 +97,18 @@ def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
         raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
 
 
+MAX_LR = 10.0
+"""Largest accepted learning rate: the report's are 1e-4 to 1e-2, and SGD or Adam with a rate
+above 10 turns the first loss into infinity."""
+
+
+def check_learning_rate(name: str, value: float) -> None:
+    if value > MAX_LR:
+        raise ValueError(
+            f"{name}: at most {MAX_LR:g} (a larger rate diverges at once), got {value:g}"
+        )
+
+
 def validate_stage_settings(s: Any, prefix: str) -> None:
     """Check (and coerce in place) the optimisation settings of ``s``."""
     object.__setattr__(s, "milestones", coerce_number(s.milestones))
@@ -104,6 +118,7 @@ def validate_stage_settings(s: Any, prefix: str) -> None:
         check_choice(f"{prefix}optimizer", s.optimizer, ("adam", "sgd"))
     if s.lr is not None:
         check_positive(f"{prefix}lr", s.lr)
+        check_learning_rate(f"{prefix}lr", s.lr)
     if s.weight_decay is not None:
         check_positive(f"{prefix}weight_decay", s.weight_decay, allow_zero=True)
     if s.gamma is not None:
@@ -135,6 +150,7 @@ def validate_config(cfg: Any) -> None:
     check_int("batch_size", cfg.batch_size, 1, LIMITS["batch_size"])
     validate_stage_settings(cfg, prefix="")  # the last stage's settings sit on cfg itself
     check_positive("lr_flow", cfg.lr_flow)
+    check_learning_rate("lr_flow", cfg.lr_flow)
     check_positive("lr_repflow_scale", cfg.lr_repflow_scale)
     check_int("crop_size", cfg.crop_size, 32, LIMITS["crop_size"])
     check_int("seed", cfg.seed, 0)

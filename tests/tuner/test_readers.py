@@ -71,15 +71,14 @@ def test_a_huge_batch_size_in_a_space_file_names_the_key(tmp_path, capsys):
     assert len(err) == 1 and "batch_size: must be an integer from 1 to" in err[0]
 
 
-def test_a_diverging_lr_in_train_is_one_line_naming_it(synthetic_root, tmp_path, capsys):
-    from tests.tuner.test_cli_train import in_process
-
-    argv = in_process(synthetic_root, tmp_path / "run", "--stage", "1", "--set", "lr=1e308")
-    assert main([*argv, "--set", "epochs=1"]) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = [x for x in err.splitlines() if x.startswith("egotune: error:")]
-    assert "lower lr (now 1e+308)" in line
+def test_an_lr_beyond_any_run_is_refused_naming_it(tmp_path, capsys):
+    argv = ["train", "--model", "ego_rnn", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--stage", "1", "--set", "lr=1e308"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "egotune: error: --set lr: at most 10 (a larger rate diverges at once), got 1e+308"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_self_symlink_in_the_dataset_is_a_symlink_loop_problem(tmp_path, capsys):
