@@ -41,7 +41,7 @@ def test_unsafe_experiment_names_are_refused_naming_the_flag(
     }[command]  # fmt: skip
     assert main(argv) == 2
     flag = "--resume" if command == "resume" else "--name"
-    one_error_line(capsys.readouterr().err, f"{flag} {name}:")
+    one_error_line(capsys.readouterr().err, f"{flag} {name}:", "an experiment name is one folder")
     assert sorted(os.listdir(tmp_path)) == []  # nothing written, inside or outside --storage
 
 
