@@ -84,8 +84,19 @@ def test_relative_data_storage_and_paths_reach_the_search_absolute(tmp_path, mon
     assert Path(fixed["init_checkpoint"]) == tmp_path / "ckpt" / "best.pt"
 
 
-@pytest.mark.parametrize("flag", ["--data", "--storage"])
-def test_submit_refuses_relative_cluster_paths(capsys, flag):
-    argv = ["submit", "demo", "--address", "http://127.0.0.1:9", "--data", "/mnt/d", flag, "rel"]
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--storage", "rel"], "--storage rel"),
+        (["--set", "init_checkpoint=rel/best.pt"], "--set init_checkpoint rel/best.pt"),
+    ],
+)
+def test_submit_refuses_relative_cluster_paths(capsys, flags, named):
+    argv = ["submit", "demo", "--address", "http://127.0.0.1:9", "--data", "/mnt/d", *flags]
     assert main(argv) == 2
-    one_error_line(capsys.readouterr().err, f"{flag} rel: a relative path")
+    one_error_line(capsys.readouterr().err, f"{named}: a relative path")
+
+
+def test_submit_refuses_a_relative_dataset(capsys):
+    assert main(["submit", "demo", "--address", "http://127.0.0.1:9", "--data", "data"]) == 2
+    one_error_line(capsys.readouterr().err, "--data data: a relative path")

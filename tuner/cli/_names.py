@@ -18,6 +18,7 @@ from tuner.errors import UsageError
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "NOT_PATHS",
     "PATH_KEYS",
     "absolute_path",
     "absolute_set_values",
@@ -30,7 +31,8 @@ PATH_KEYS = frozenset(
     {"init_checkpoint", "rgb_checkpoint", "flow_checkpoint", "frame_store_dir", "weights"}
 )
 """Configuration keys that hold a path (``weights`` also takes ``imagenet`` or ``none``)."""
-_NOT_PATHS = frozenset({"", "imagenet", "none", "null", "~"})
+NOT_PATHS = frozenset({"", "imagenet", "none", "null", "~"})
+"""Values of :data:`PATH_KEYS` that are not paths."""
 
 
 def check_experiment_name(name: str, flag: str) -> str:
@@ -80,7 +82,7 @@ def absolute_set_values(assignments: list[str]) -> list[str]:
     for item in assignments:
         key, sep, value = item.partition("=")
         path = value.strip()
-        if sep and key.strip() in PATH_KEYS and path.lower() not in _NOT_PATHS:
+        if sep and key.strip() in PATH_KEYS and path.lower() not in NOT_PATHS:
             item = f"{key}={absolute_path(Path(path))}"
         result.append(item)
     return result

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.cli._help import plain_help
-from tuner.cli._names import check_experiment_name
+from tuner.cli._names import NOT_PATHS, PATH_KEYS, check_experiment_name
 from tuner.cli.search import add_search_arguments
 from tuner.errors import EgotuneError, UsageError
 
@@ -211,10 +211,15 @@ def _space_argument(space: str, folder: Path, runtime_env: dict[str, Any]) -> st
 
 
 def _check_cluster_paths(args: argparse.Namespace) -> None:
-    """``--data`` and ``--storage`` are paths on the cluster, where this machine's working folder
-    means nothing (the job runs in a folder Ray unpacks and may delete): relative ones are
-    refused rather than guessed."""
-    for flag, path in (("--data", args.data), ("--storage", args.storage)):
+    """``--data``, ``--storage`` and ``--set`` paths are paths on the cluster, where this
+    machine's working folder means nothing (the job runs in a folder Ray unpacks and may
+    delete): relative ones are refused rather than guessed."""
+    paths = [("--data", args.data), ("--storage", args.storage)]
+    for item in args.set_values:
+        key, _, value = item.partition("=")
+        if key.strip() in PATH_KEYS and value.strip().lower() not in NOT_PATHS:
+            paths.append((f"--set {key.strip()}", Path(value.strip())))
+    for flag, path in paths:
         if path is not None and not (path.is_absolute() or str(path).startswith("~")):
             raise UsageError(
                 f"{flag} {path}: a relative path; pass the absolute path the cluster's nodes see "
