@@ -11,9 +11,10 @@ state every epoch would be most of a trial's wall time. So:
 * **Off the training thread.** The training loop only copies the state into host buffers
   (pinned and reused on CUDA, the copy queued on the training stream: nothing waits for it); a
   background thread waits for the copy, serialises and writes it atomically. At most one write
-  is in flight: under ``auto`` a checkpoint that falls due while the previous write still runs
-  moves to the next epoch (a slow disk never stalls the loop); a fixed ``checkpoint_every``, a
-  stage end and the end of the run wait for it. A failed write is raised in the training loop at
+  is in flight: under ``auto``, once a state is complete on disk, a checkpoint that falls due
+  while the previous write still runs moves to the next epoch (a slow disk never stalls the
+  loop); the first write, a fixed ``checkpoint_every``, a stage end and the end of the run wait
+  for it. A failed write is raised in the training loop at
   its next checkpoint or at the end of the run, never lost.
 * **Branch states.** A trial that other trials of a grid branch from (:mod:`tuner.sharing`)
   also writes, before it reports the epoch, the complete state after that epoch with its best
@@ -357,12 +358,15 @@ class RunCheckpoints:
         self._writer = _Writer()
         self._best_epoch_written: int | None = None
         self._best_file: str | None = None
+        self._resumable = False
+        """A complete state is on disk, so ``auto`` may move a checkpoint instead of waiting."""
         self.history: list[dict[str, Any]] = []
 
     def restore_best_file(self, name: str | None) -> None:
         """After a resume: the best file the loaded state refers to is already on disk."""
         self._best_file = name
         self._best_epoch_written = self.trainer.best["epoch"] if name else None
+        self._resumable = self.policy.auto
 
     def after_epoch(
         self, epoch_s: float, *, stage_end: bool, last: bool, now: bool = False
@@ -374,7 +378,7 @@ class RunCheckpoints:
         epoch = self.trainer.global_epoch
         if not now and not self.policy.due(epoch, stage_end=stage_end, last=last):
             return 0.0, 0
-        if self.policy.auto and self._writer.busy() and not (now or stage_end or last):
+        if self._resumable and self._writer.busy() and not (now or stage_end or last):
             return 0.0, 0  # the previous write still runs: the next epoch is due in its place
         start = time.perf_counter()
         waited = self._writer.wait()  # at most one write in flight
@@ -414,6 +418,7 @@ class RunCheckpoints:
     def _collect(self, epoch_s: float) -> None:
         last = self._writer.last()
         self.policy.observe(epoch_s=epoch_s, write_s=last.write_s if last else None)
+        self._resumable = self._resumable or (last is not None and self.policy.auto)
 
     def _prepare(self, epoch: int, *, final: bool) -> tuple[Callable[[], SavedCheckpoint], int]:
         trainer = self.trainer

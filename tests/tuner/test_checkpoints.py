@@ -130,25 +130,32 @@ def test_a_failed_write_is_raised_in_the_training_loop(synthetic_root, tmp_path,
 
 
 def test_under_auto_a_slow_write_never_stalls_the_loop(synthetic_root, tmp_path, monkeypatch):
-    """A checkpoint due while the previous write still runs moves to a later epoch; only the
-    end of the run waits for the write."""
+    """Once a state is complete on disk, a checkpoint due while the previous write still runs
+    moves to a later epoch; the end of the run waits for the write."""
     import tuner._checkpoints as checkpointing
 
     write = checkpointing.save_checkpoint
+    calls: list[Path] = []
 
-    def slow(state: dict, path: Path) -> Path:
-        time.sleep(0.6)  # a slow or busy disk
+    def slow_after_the_first_state(state: dict, path: Path) -> Path:
+        calls.append(path)
+        if any(p.name.startswith("state-") for p in calls[:-1]):
+            time.sleep(0.6)  # a slow or busy disk
         return write(state, path)
 
-    monkeypatch.setattr(checkpointing, "save_checkpoint", slow)
+    monkeypatch.setattr(checkpointing, "save_checkpoint", slow_after_the_first_state)
     trainer = make_trainer(synthetic_root, epochs=4, bn_calibration="off")
     checkpoints = RunCheckpoints(trainer, CheckpointFolder(tmp_path), CheckpointPolicy("auto"))
     blocked = []
     for _ in trainer.run():
         done = trainer.finished
-        blocked.append(checkpoints.after_epoch(0.1, stage_end=done, last=done)[0])
+        # long epochs: every epoch is due under auto
+        blocked.append(checkpoints.after_epoch(100.0, stage_end=done, last=done)[0])
+        if len(blocked) == 1:
+            checkpoints._writer.wait()  # the first state lands before epoch 2
     checkpoints.close(wait=True)
-    assert max(blocked[:-1]) < 0.3 and blocked[-1] >= 0.6
+    assert blocked[2] < 0.3  # epoch 2's write still ran: moved on
+    assert blocked[-1] >= 0.6  # the end waits
     assert CheckpointFolder(tmp_path).newest_state() == tmp_path / "state-e00004.pt"
 
 
