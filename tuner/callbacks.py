@@ -229,6 +229,8 @@ class ParquetResultsCallback(Callback):
         self._flush_if_due(trials)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        _, table = self._open()
+        table.forget_unstarted({trial.trial_id for trial in trials})
         self.flush(trials)
 
     # -- bookkeeping ---------------------------------------------------------------------

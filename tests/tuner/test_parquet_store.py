@@ -361,3 +361,20 @@ def test_a_resumed_search_keeps_its_first_start_time(tmp_path):
 def test_reading_metadata_of_a_folder_without_it_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"experiment\.json"):
         read_experiment_metadata(tmp_path)
+
+
+def test_a_trial_suggested_just_before_a_driver_kill_leaves_no_row(tmp_path):
+    """Tune's saved state lacked it and the resumed search ran its configuration under another
+    id: at the end, the row of a trial Tune does not know and that never reported an epoch
+    goes; a trial that ran, or one Tune still knows, stays."""
+    from tuner.results._store import TrialsTableWriter
+
+    table = TrialsTableWriter(tmp_path)
+    table.update("ran", {"status": "TERMINATED", "lr": 0.1, "epochs_run": 3})
+    table.update("stale", {"status": "PENDING", "lr": 0.1})
+    table.update("waiting", {"status": "PENDING", "lr": 0.01})
+    table.write()
+    reread = TrialsTableWriter(tmp_path)
+    assert reread.forget_unstarted({"waiting", "again"}) == ["stale"]
+    reread.write()
+    assert sorted(read_trials(tmp_path)["trial_id"]) == ["ran", "waiting"]

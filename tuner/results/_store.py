@@ -32,7 +32,7 @@ import re
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,21 @@ class TrialsTableWriter:
             if key not in row or row[key] != value:
                 row[key] = value
                 self._dirty = True
+
+    def forget_unstarted(self, known: Collection[str]) -> list[str]:
+        """Drop the rows of trials outside ``known`` that never reported an epoch; returns
+        their ids. A driver killed right after its searcher suggested a trial leaves such a row
+        while Tune's saved state lacks the trial: the resumed search suggests its configuration
+        again under another id."""
+        stale = [
+            trial_id
+            for trial_id, row in self._rows.items()
+            if trial_id not in known and not row.get("epochs_run")
+        ]
+        for trial_id in stale:
+            del self._rows[trial_id]
+        self._dirty = self._dirty or bool(stale)
+        return stale
 
     def write(self) -> bool:
         """Rewrite the file when rows changed since the last write; ``True`` if it wrote."""
