@@ -44,13 +44,7 @@ def kill_search_when(
     address: str | None = None,
 ) -> None:
     """Start the search ``name`` and SIGKILL it once ``ready()`` holds (it must still run)."""
-    argv = [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name]
-    first = subprocess.Popen(
-        [*argv, *_address(address)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    first = _start(space, data, storage, name, address, stdout=subprocess.DEVNULL)
     try:
         wait_for(lambda: ready() or first.poll() is not None, every=0.2)
         assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
@@ -72,14 +66,7 @@ def interrupt_search_when(
 ) -> tuple[int, str, str]:
     """Start the search ``name``, send its driver SIGINT (Ctrl-C) once ``ready()`` holds and
     wait for it to end by itself; returns its exit status, stdout and stderr."""
-    argv = [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name]
-    search = subprocess.Popen(
-        [*argv, *_address(address)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    search = _start(space, data, storage, name, address, stdout=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: ready() or search.poll() is not None, every=0.2)
         assert search.poll() is None, "the search ended before it could be interrupted"
@@ -102,6 +89,16 @@ def resume_search(storage: Path, name: str, address: str | None = None) -> str:
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return resumed.stdout + resumed.stderr
+
+
+def _start(
+    space: Path, data: Path, storage: Path, name: str, address: str | None, **popen: Any
+) -> subprocess.Popen[Any]:
+    """``egotune search`` of ``space`` in a process group of its own (stderr piped)."""
+    argv = [*SEARCH, str(space), "--data", str(data), "--storage", str(storage), "--name", name]
+    return subprocess.Popen(
+        [*argv, *_address(address)], stderr=subprocess.PIPE, start_new_session=True, **popen
+    )
 
 
 def _address(address: str | None) -> list[str]:
