@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from tuner._atomic import write_json_atomic
+from tuner._config_checks import check_checkpoint_every
 from tuner._state import best_weights_checkpoint, host_copy, tensor_bytes
 from tuner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -104,8 +105,7 @@ class CheckpointPolicy:
     on the last measured epoch, snapshot and write), at each stage end and at the end."""
 
     def __init__(self, every: int | str = AUTO) -> None:
-        if every != AUTO and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-            raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")
+        check_checkpoint_every(every)
         self.auto = every == AUTO
         self.every = 1 if self.auto else int(every)
         self.last_epoch = 0

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_LR",
     "MODEL_NAMES",
     "MS_LAYERS",
+    "check_checkpoint_every",
     "check_choice",
     "check_int",
     "check_learning_rate",
@@ -129,6 +130,11 @@ def validate_stage_settings(s: Any, prefix: str) -> None:
         check_milestones(f"{prefix}milestones", s.milestones)
 
 
+def check_checkpoint_every(every: Any) -> None:
+    if every != "auto" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")
+
+
 def check_milestones(name: str, value: Any) -> None:
     if not isinstance(value, tuple) or not all(
         isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in value
@@ -160,9 +166,7 @@ def validate_config(cfg: Any) -> None:
         raise ValueError(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     check_choice("precision", cfg.precision, ("fp32", "bf16"))
     check_choice("compile", cfg.compile, COMPILE_MODES)
-    every = cfg.checkpoint_every
-    if every != "auto" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-        raise ValueError(f"checkpoint_every: must be auto or an integer >= 1, got {every!r}")
+    check_checkpoint_every(cfg.checkpoint_every)
     check_int("num_workers", cfg.num_workers, 0, LIMITS["num_workers"])
     for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
         if not isinstance(getattr(cfg, name), bool):

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.results._load import Experiment
+from tuner.results._plots import save_figure
 from tuner.results._stats import LEVEL, confusion, pivot_marks
 from tuner.results._tables import format_number, pivot_table
 
@@ -57,7 +58,7 @@ def plot_confusion(
         fontsize=10,
     )
     fig.colorbar(image, ax=ax, shrink=0.6, label="videos")
-    _save(fig, out)
+    save_figure(fig, out)
     return found
 
 
@@ -104,7 +105,7 @@ def plot_pivot(
         title += f"\n= (red): not distinguishable from the best trial (Holm, {1 - level:g})"
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label=value)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _mark(marks: pd.DataFrame, row: Any, col: Any) -> bool:
@@ -118,13 +119,3 @@ def _label(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(format_number(v) for v in value)
     return format_number(value)
-
-
-def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
-    path = Path(out).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=_DPI)
-    finally:
-        plt.close(fig)
-    return path

@@ -112,7 +112,7 @@ def draw_curves(
                 _mark_lineage(ax, epochs, exploits[exploits["trial_id"] == trial_id], metric)
             ax.set_title(label.split(" ")[0].lower(), fontsize=9)
             ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _draw_metric(ax: Axes, run: pd.DataFrame, metric: str, label: str) -> None:
@@ -221,7 +221,7 @@ def draw_importances(
     ax.legend([bars], ["importance"], fontsize=8, loc="lower right")
     ax.set_title(textwrap.fill(title, width=70), fontsize=10)  # long experiment names wrap
     ax.grid(axis="x", alpha=0.25)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ def draw_parallel(
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
     bar.set_label(f"{value} (%)" if value.endswith("acc") else value)
     ax.set_title(f"Parallel coordinates of {len(values)} trials", fontsize=10)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def parallel_html(
@@ -399,7 +399,8 @@ def plot_parallel(
     return draw_parallel(trials, columns, value, out)
 
 
-def _save(fig: Any, out: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Any, out: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` to ``out`` (folders made as needed) and close it."""
     path = Path(out).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

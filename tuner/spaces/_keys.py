@@ -7,6 +7,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from tuner._config_checks import is_number
 from tuner._hints import did_you_mean
 from tuner.config import MODEL_NAMES, TrainConfig
 
@@ -89,10 +90,6 @@ def path_keys() -> tuple[str, ...]:
 def key_kind(key: str) -> str:
     """The value kind of a (dotted) TrainConfig key: int, float, str, bool, stage, *_list."""
     return _KEY_KINDS[key][0]
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def as_float(value: Any) -> float | None:
