@@ -147,7 +147,7 @@ class FrameStore:
         with _locked(lock, shared=True):
             problems = {kind: spec.problem(kind, workers) for kind in kinds}
             if not any(problems.values()):
-                return cls._mapped(spec, kinds, index)
+                return cls._mapped(spec, kinds, index, sources)
         with _locked(lock, shared=False):
             for kind in kinds:
                 problem = spec.problem(kind, workers)  # another process may have built it
@@ -163,17 +163,22 @@ class FrameStore:
                         stacklevel=2,
                     )
                 spec.build(kind, workers)
-            return cls._mapped(spec, kinds, index)
+            return cls._mapped(spec, kinds, index, sources)
 
     @classmethod
-    def _mapped(cls, spec: _Spec, kinds: tuple[str, ...], index: DatasetIndex) -> FrameStore:
+    def _mapped(
+        cls, spec: _Spec, kinds: tuple[str, ...], index: DatasetIndex, sources: str
+    ) -> FrameStore:
+        """The checked store, mapped; ``sources`` is the digest of the source frames taken
+        before the check (a frame changed since gives the next open another digest)."""
         layout = {kind: spec.entries(kind) for kind in kinds}
         store = cls(spec.directory, spec.scale_size, layout)
         store._index_paths(index.videos)
         for kind in kinds:
             store._map(kind)  # while the lock keeps the checked file in place
-        files = (_identities(spec.directory, kinds), _sources_digest(index.videos, kinds))
-        _OPENED[spec.directory, kinds] = _Opened(store, files)
+        _OPENED[spec.directory, kinds] = _Opened(
+            store, (_identities(spec.directory, kinds), sources)
+        )
         return store
 
     def _index_paths(self, videos: Sequence[Video]) -> None:

@@ -506,7 +506,9 @@ class Trainer:
         return BatchStream(
             dataset,
             size=size,
-            order=(lambda epoch: epoch_order(seed, size, epoch)) if train else _in_turn(size),
+            order=(lambda epoch: epoch_order(seed, size, epoch))
+            if train
+            else lambda _: range(size),
             batch_size=cfg.batch_size,
             drop_last=train and cfg.drop_last and size > cfg.batch_size,
             num_workers=cfg.num_workers,
@@ -548,10 +550,6 @@ class Trainer:
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _in_turn(size: int) -> Any:
-    return lambda epoch: range(size)
 
 
 def _wants_bn_calibration(cfg: TrainConfig) -> bool:
