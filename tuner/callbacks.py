@@ -196,10 +196,12 @@ class ParquetResultsCallback(Callback):
         checkpoint: Checkpoint,
         **info: Any,
     ) -> None:
-        # Write the rows reported so far before Tune's next experiment snapshot can name this
-        # checkpoint: a resumed search restarts the trial after it and never reports them again.
+        # Write the rows reported so far, and the trials table that lists their trial, before
+        # Tune's next experiment snapshot can name this checkpoint: a resumed search restarts the
+        # trial after it and never reports them again.
         epochs, table = self._open()
         self._flush_rows(epochs)
+        table.write()
         progress = self._progress_of(trial)
         progress.latest_checkpoint = _checkpoint_uri(checkpoint)
         best = _best_weights_file(checkpoint, self.experiment_dir, trial.trial_id)
@@ -230,7 +232,7 @@ class ParquetResultsCallback(Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         _, table = self._open()
-        table.forget_unstarted({trial.trial_id for trial in trials})
+        table.forget_unknown({trial.trial_id for trial in trials})
         self.flush(trials)
 
     # -- bookkeeping ---------------------------------------------------------------------

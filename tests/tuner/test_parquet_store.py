@@ -17,9 +17,11 @@ from tuner.results import (
     EPOCH_SCHEMA,
     SCHEMA_VERSION,
     EpochPartWriter,
+    PredictionPartWriter,
     TrialsTableWriter,
     read_epochs,
     read_experiment_metadata,
+    read_predictions,
     read_trials,
     write_experiment_metadata,
 )
@@ -363,18 +365,32 @@ def test_reading_metadata_of_a_folder_without_it_names_the_file(tmp_path):
         read_experiment_metadata(tmp_path)
 
 
-def test_a_trial_suggested_just_before_a_driver_kill_leaves_no_row(tmp_path):
-    """Tune's saved state lacked it and the resumed search ran its configuration under another
-    id: at the end, the row of a trial Tune does not know and that never reported an epoch
-    goes; a trial that ran, or one Tune still knows, stays."""
-    from tuner.results._store import TrialsTableWriter
-
+def test_a_trial_tune_did_not_restore_leaves_the_tables(tmp_path):
+    """A driver killed before Tune saved a trial it had suggested, or one that had reported
+    epochs: the resumed search ran its configuration under another id. At the end, the trials
+    table drops every trial Tune does not know, and the readers leave out its epoch and
+    prediction rows, which stay on disk."""
     table = TrialsTableWriter(tmp_path)
-    table.update("ran", {"status": "TERMINATED", "lr": 0.1, "epochs_run": 3})
+    table.update("ran", {"status": "TERMINATED", "lr": 0.1, "epochs_run": 1})
+    table.update("lost", {"status": "RUNNING", "lr": 0.1, "epochs_run": 1})
     table.update("stale", {"status": "PENDING", "lr": 0.1})
     table.update("waiting", {"status": "PENDING", "lr": 0.01})
     table.write()
+    with EpochPartWriter(tmp_path) as epochs:
+        for trial_id in ("ran", "lost"):
+            epochs.add({"trial_id": trial_id, "epoch": 1, "val_acc": 50.0})
+    predictions = PredictionPartWriter(tmp_path)
+    for trial_id in ("ran", "lost"):
+        one_video = {"video": ["v1"], "user": ["S2"], "true_class": ["a"], "pred_class": ["a"]}
+        predictions.add(trial_id, 1, {**one_video, "p_true": [0.9], "top_classes": [["a"]],
+                                      "top_probs": [[0.9]]})  # fmt: skip
+    predictions.flush()
+    assert sorted(read_epochs(tmp_path)["trial_id"]) == ["lost", "ran"]
+
     reread = TrialsTableWriter(tmp_path)
-    assert reread.forget_unstarted({"waiting", "again"}) == ["stale"]
+    assert reread.forget_unknown({"ran", "waiting", "again"}) == ["lost", "stale"]
     reread.write()
     assert sorted(read_trials(tmp_path)["trial_id"]) == ["ran", "waiting"]
+    assert list(read_epochs(tmp_path)["trial_id"]) == ["ran"]
+    assert set(read_predictions(tmp_path)["trial_id"]) == {"ran"}
+    assert len(list((tmp_path / "epochs.parquet").glob("*.parquet"))) == 1, "rows kept on disk"

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from tuner.results._store import (
     PART_NAME,
+    listed_trials_only,
     part_files,
     read_parquet_file,
     table_metadata,
@@ -129,12 +130,14 @@ class PredictionPartWriter:
 def read_predictions(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The predictions table of ``experiment_dir`` (completed parts; a damaged part is skipped
     with a warning naming it), sorted by trial, epoch and video; empty with its columns when the
-    experiment has none."""
+    experiment has none. Rows of trials the trials table does not list are left out, as in
+    :func:`read_epochs`."""
     parts = part_files(Path(experiment_dir) / PREDICTIONS_DIR)
     tables = [table for table in map(read_parquet_file, parts) if table is not None]
     if not tables:
         return PREDICTION_SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = listed_trials_only(frame, experiment_dir)
     return frame.sort_values(["trial_id", "epoch", "video"], kind="stable").reset_index(drop=True)
 
 

@@ -431,16 +431,17 @@ class TrialsTableWriter:
                 row[key] = value
                 self._dirty = True
 
-    def forget_unstarted(self, known: Collection[str]) -> list[str]:
-        """Drop the rows of trials outside ``known`` that never reported an epoch; returns
-        their ids. A driver killed right after its searcher suggested a trial leaves such a row
-        while Tune's saved state lacks the trial: the resumed search suggests its configuration
-        again under another id."""
-        stale = [
-            trial_id
-            for trial_id, row in self._rows.items()
-            if trial_id not in known and not row.get("epochs_run")
-        ]
+    def forget_unknown(self, known: Collection[str]) -> list[str]:
+        """Drop the rows of trials outside ``known`` (Tune's trial list at the search's end);
+        returns their ids.
+
+        A driver killed after its searcher suggested a trial, or after the trial's first
+        reports, but before Tune saved its experiment state, leaves the row of a trial that Tune
+        does not restore: the resumed search runs its configuration again under another id. The
+        first trial's epoch and prediction rows stay in their parts; the readers leave out the
+        rows of trials this table does not list (:func:`listed_trials_only`).
+        """
+        stale = [trial_id for trial_id in self._rows if trial_id not in known]
         for trial_id in stale:
             del self._rows[trial_id]
         self._dirty = self._dirty or bool(stale)
@@ -500,6 +501,7 @@ def read_epochs(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
     Reads completed part files only; an unreadable part is skipped with a warning naming it. The
     JSON ``extra`` column is expanded into one column per key. An empty table keeps the columns.
+    Rows of trials the trials table does not list are left out (:func:`listed_trials_only`).
     """
     directory = Path(experiment_dir) / EPOCHS_DIR
     tables = [t for t in map(read_parquet_file, part_files(directory)) if t is not None]
@@ -507,8 +509,23 @@ def read_epochs(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
         frame = EPOCH_SCHEMA.empty_table().to_pandas()
     else:
         frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame = _expand_extra(frame)
+    frame = _expand_extra(listed_trials_only(frame, experiment_dir))
     return frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def listed_trials_only(frame: pd.DataFrame, experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose trial the trials table lists (all rows without the table).
+
+    A driver killed after a trial's first reports but before Ray Tune saved its experiment state
+    leaves rows of a trial that Tune does not restore: the resume starts that configuration again
+    under a new id, and the trials table, written from Tune's trial list, never lists the first.
+    """
+    if frame.empty or not (Path(experiment_dir) / TRIALS_FILE).is_file():
+        return frame
+    listed = read_trials(experiment_dir)["trial_id"]
+    if listed.empty:
+        return frame
+    return frame[frame["trial_id"].isin(set(listed))]
 
 
 def _expand_extra(frame: pd.DataFrame) -> pd.DataFrame:
