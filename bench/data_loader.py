@@ -61,8 +61,8 @@ from data_pipeline import (
     synthesize,
 )
 from data_pipeline._transforms import corner_box
-from tuner.config import TrainConfig
-from tuner.engine import Trainer
+from tuner.training.config import TrainConfig
+from tuner.training.engine import Trainer
 
 
 class ReferenceClips:

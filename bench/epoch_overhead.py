@@ -2,7 +2,7 @@
 
 Usage: ``egotune bench epoch_overhead [--epochs N] [--tflops 200,400] [--json] [--no-record]``
 
-Two real searches, one after the other in one process, through :func:`tuner.search.run_search`
+Two real searches, one after the other in one process, through :func:`tuner.tune.search.run_search`
 (Ray Tune, a real storage folder, the Parquet tables) with the model of the report's Fig. 10
 configuration at its real size (ego_rnn_ms, stage 2, ResNet-34, 224 px, ``weights: none``), on a
 tiny synthetic dataset with 2 frames per clip so that an epoch takes seconds on a CPU:
@@ -13,8 +13,8 @@ tiny synthetic dataset with 2 frames per clip so that an epoch takes seconds on 
   process per trial, and Tune keeping one checkpoint (which forces an experiment snapshot per
   checkpoint);
 * **new**: the trainable and search as they are, with ``checkpoint_every`` set to what the
-  ``auto`` rule chooses at GPU pace: :func:`tuner._checkpoints.auto_every` fed this machine's
-  measured snapshot and write times and the projected GPU epoch instead of the CPU's.
+  ``auto`` rule chooses at GPU pace: :func:`tuner.training.checkpoints.policy.auto_every` fed this
+  machine's measured snapshot and write times and the projected GPU epoch instead of the CPU's.
 
 The projected GPU epoch is the FLOPs of one full GTEA61 epoch of that configuration (batch 32,
 T = 16, 224 px: 320 training clips after ``drop_last``, forward and backward, and 116 validation
@@ -70,12 +70,12 @@ def legacy_trial(config: dict[str, Any], *, index: Any, store: Any = None) -> No
 
     from ray import tune
 
-    from tuner._state import host_copy
-    from tuner._tune_mapping import resolve_trial_config
-    from tuner.checkpoint import save_checkpoint
-    from tuner.config import TrainConfig
-    from tuner.engine import Trainer
-    from tuner.trainable import _startup_s
+    from tuner.training.checkpoints.contents import host_copy
+    from tuner.training.checkpoints.files import save_checkpoint
+    from tuner.training.config import TrainConfig
+    from tuner.training.engine import Trainer
+    from tuner.tune.params import resolve_trial_config
+    from tuner.tune.trainable import _startup_s
 
     entered = time.perf_counter()
     trainer = Trainer(TrainConfig.from_dict(resolve_trial_config(config)), index)
@@ -106,8 +106,8 @@ def gpu_epoch_flops() -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from bench.train_step import Case, plan
-    from tuner.config import TrainConfig
-    from tuner.recipes import build_model
+    from tuner.training.config import TrainConfig
+    from tuner.training.recipes import build_model
 
     b, t = GPU_EPOCH["batch"], GPU_EPOCH["frames"]
     train = plan(Case("ego_rnn_ms", 2, t, "fp32"), b, 224).gflops_per_clip
@@ -128,10 +128,11 @@ def gpu_epoch_flops() -> dict[str, float]:
 def checkpoint_costs(data: Path, folder: Path) -> dict[str, float]:
     """Snapshot and write seconds of this configuration's state on this machine, and sizes."""
     from data_pipeline import discover
-    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints
-    from tuner._state import tensor_bytes
-    from tuner.config import TrainConfig
-    from tuner.engine import Trainer
+    from tuner.training.checkpoints.contents import tensor_bytes
+    from tuner.training.checkpoints.policy import CheckpointPolicy
+    from tuner.training.checkpoints.writer import CheckpointFolder, RunCheckpoints
+    from tuner.training.config import TrainConfig
+    from tuner.training.engine import Trainer
 
     config = TrainConfig.from_dict({**FIG10, **CPU_SIZED, "epochs": 1, "checkpoint_every": 1})
     trainer = Trainer(config, discover(data))
@@ -154,27 +155,27 @@ def checkpoint_costs(data: Path, folder: Path) -> dict[str, float]:
 
 def run_policy(name: str, data: Path, storage: Path, epochs: int, every: int | None) -> Any:
     """One single-trial search of the configuration; ``every=None`` runs the old trainable."""
-    from tuner import search
-    from tuner.search import SearchOptions, run_search
     from tuner.spaces import parse_space
+    from tuner.tune import search
+    from tuner.tune.search import SearchOptions, run_search
 
     fixed = {**FIG10, **CPU_SIZED, "epochs": epochs}
     if every is not None:
         fixed["checkpoint_every"] = every
     doc = {"fixed": fixed, "scheduler": {"algorithm": "grid"}, "resources": {"cpus": 2}}
     options = SearchOptions(data=data, storage=storage, name=name, verbose=0, argv=["bench"])
-    restore = search._checkpoint_config
+    restore = search.checkpoint_config
     if every is None:
         from ray import tune
 
         options.trainable, options.reuse_actors = legacy_trial, False
-        search._checkpoint_config = lambda: tune.CheckpointConfig(  # type: ignore[assignment]
+        search.checkpoint_config = lambda: tune.CheckpointConfig(  # type: ignore[assignment]
             num_to_keep=1, checkpoint_score_attribute="checkpoint_score"
         )
     try:
         outcome = run_search(parse_space(doc, source=f"bench:{name}", name=name), options)
     finally:
-        search._checkpoint_config = restore  # type: ignore[assignment]
+        search.checkpoint_config = restore  # type: ignore[assignment]
     if outcome.num_errors:
         raise RuntimeError(f"the {name} search failed; see {storage}")
     from tuner.results import read_epochs
@@ -201,8 +202,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from ray import cloudpickle
 
     from data_pipeline import synthesize
-    from tuner._checkpoints import auto_every
-    from tuner._ray_session import connect
+    from tuner.training.checkpoints.policy import auto_every
+    from tuner.tune.session import connect
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import bench/
     rates = [float(r) for r in args.tflops.split(",")]

@@ -20,7 +20,7 @@ user (``egotune data synth ROOT --classes 61 --videos-per-class 1``, made once u
   workers) and of the later ones (reused workers), checkpoint blocking (the last epoch's, which
   waits for the trial's final write, apart).
 
-On a machine without CUDA the step is simulated (:mod:`tuner._simulated_gpu`): each batch's
+On a machine without CUDA the step is simulated (:mod:`tuner.training.simulated_gpu`): each batch's
 forward, backward and optimiser step become a wait of the recorded H200 time (``--step-ms``,
 27 ms per 32 clips at T = 16 and 224 px, scaled by clips, frames and pixels; validation batches
 0.6 of that), serialised across the trials as kernels are on one GPU. Everything around the step
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     data = args.data or synthetic_data()
     workers = args.workers or min(8, os.cpu_count() or 1)
-    from tuner.config import parse_overrides
+    from tuner.training.config import parse_overrides
 
     config = {
         **FIG10,
@@ -145,8 +145,8 @@ def step_alone(data: Path, config: dict[str, Any], steps: int = 20) -> dict[str,
     import torch
 
     from data_pipeline import discover
-    from tuner.config import TrainConfig
-    from tuner.engine import Trainer
+    from tuner.training.config import TrainConfig
+    from tuner.training.engine import Trainer
 
     index = discover(data)
     rows: dict[str, Any] = {}
@@ -181,10 +181,11 @@ def engine_run(data: Path, config: dict[str, Any], epochs: int, folder: Path) ->
     """One run of the engine with a trial's checkpoints; per-epoch periods and busy seconds."""
     imports = import_seconds()
     from data_pipeline import FrameStore, default_scale_size, discover
-    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints
-    from tuner.config import TrainConfig
-    from tuner.engine import Trainer, frame_store_dir
-    from tuner.recipes import build_model, recipe_for
+    from tuner.training.checkpoints.policy import CheckpointPolicy
+    from tuner.training.checkpoints.writer import CheckpointFolder, RunCheckpoints
+    from tuner.training.config import TrainConfig
+    from tuner.training.engine import Trainer, frame_store_dir
+    from tuner.training.recipes import build_model, recipe_for
 
     cfg = TrainConfig.from_dict({**config, "epochs": epochs})
     start = time.perf_counter()
@@ -251,7 +252,7 @@ def engine_run(data: Path, config: dict[str, Any], epochs: int, folder: Path) ->
 def import_seconds() -> float:
     """Seconds a fresh interpreter takes to import what a trial worker imports."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import tuner.trainable"], check=True)
+    subprocess.run([sys.executable, "-c", "import tuner.tune.trainable"], check=True)
     return round(time.perf_counter() - start, 2)
 
 
@@ -370,7 +371,7 @@ def gpu_busy() -> Iterator[_Busy]:
     busy = _Busy()
     folder = os.environ.get("EGOTUNE_SIMULATED_GPU")
     if folder:
-        from tuner._simulated_gpu import read_busy
+        from tuner.training.simulated_gpu import read_busy
 
         started = time.time()
         yield busy

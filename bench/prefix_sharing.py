@@ -5,7 +5,7 @@ Usage: ``egotune bench prefix_sharing [--epochs N] [--json] [--no-record]``
 The grid is a Fig. 10-shaped one sized for a CPU: Ego-RNN stage 1 with the demo's model
 (ResNet-18, random weights, 64 px, 4 frames, a 128-channel ConvLSTM) on a synthetic GTEA61 of 4
 classes, ``lr`` [1e-3, 1e-2] x ``milestones`` [[2], [3]] x ``gamma`` [0.1, 0.5] (8 trials), two at
-a time, through :func:`tuner.search.run_search` on one local Ray: first with
+a time, through :func:`tuner.tune.search.run_search` on one local Ray: first with
 ``share_prefixes: true`` (the default), then ``false``. Reported: each search's wall time, the
 trial-epochs it trained (rows whose ``computed_by`` is the trial itself) against the plan, and
 the largest difference between the two searches' per-epoch validation losses, configuration by
@@ -56,9 +56,9 @@ def measure(epochs: int) -> dict[str, Any]:
 
     from data_pipeline import synthesize
     from tuner import results
-    from tuner._ray_session import connect
-    from tuner.search import SearchOptions, run_search
     from tuner.spaces import parse_space
+    from tuner.tune.search import SearchOptions, run_search
+    from tuner.tune.session import connect
 
     figures: dict[str, Any] = {}
     curves = {}

@@ -6,8 +6,8 @@ Usage: ``egotune bench replay_efficiency [EXP] [--storage DIR] [--seeds N]
 
 EXP (default: the shipped fixture ``bench/fixtures/fig10-synthetic``, Fig. 10's 36-trial grid
 recorded by ``egotune search`` on the synthetic dataset, see bench/fixtures/README.md) is replayed
-with :mod:`tuner.replay` under each scheduler and seed. For each run: the epochs consumed until a
-trial came within ``--tolerance`` points of the grid's best, that as a fraction of the grid's
+with :mod:`tuner.tune.replay` under each scheduler and seed. For each run: the epochs consumed until
+a trial came within ``--tolerance`` points of the grid's best, that as a fraction of the grid's
 epochs, and the best reached. The goal measured: ASHA within 1 point of the grid's best using at
 most 25% of the grid's epochs in at least 8 of 10 seeds. ``--asha-sweep`` replays ASHA with other
 (grace period, reduction factor) pairs over the same seeds.
@@ -35,14 +35,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._record import record
-from tuner.replay import (
+from tuner.spaces import REPLAYABLE
+from tuner.tune.replay import (
     RecordedCurves,
     ReplayOutcome,
     ReplaySettings,
     load_recorded,
     replay_search,
 )
-from tuner.spaces import REPLAYABLE
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fig10-synthetic"
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8

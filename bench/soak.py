@@ -4,7 +4,7 @@ Usage: ``egotune bench soak [--trials N] [--epochs E] [--epoch-seconds S] [--con
 [--env KEY=VALUE ...] [--reuse-actors] [--json] [--no-record]``
 
 Runs one grid search of ``N`` fixed-work trials (bench/tune_overhead.py's trainable: sleep per
-epoch, a small checkpoint per report) through :func:`tuner.search.run_search`, while a thread
+epoch, a small checkpoint per report) through :func:`tuner.tune.search.run_search`, while a thread
 samples this process's resident memory (the Ray driver: Tune's controller, the Parquet callback)
 every half second. Ray issue #64231 reports driver RSS growing linearly with the number of trials;
 this measures it here: RSS at the start and end, the peak, and the growth per 100 completed trials

@@ -39,8 +39,8 @@ def _size(text: str) -> tuple[int, int]:
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from data_pipeline import synthesize
     from tuner.results import read_trials
-    from tuner.search import SearchOptions, run_search
     from tuner.spaces import load_space
+    from tuner.tune.search import SearchOptions, run_search
 
     data = args.data
     figures: dict[str, Any] = {}

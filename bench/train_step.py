@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._record import record
 from models import set_stage_mode, stage_param_groups, tap_size
-from tuner.config import MODEL_NAMES, TrainConfig, parse_overrides
-from tuner.recipes import build_model, recipe_for
+from tuner.training.config import MODEL_NAMES, TrainConfig, parse_overrides
+from tuner.training.recipes import build_model, recipe_for
 
 CLASSES = 61
 # Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets: (bf16, tf32). Matched in order

@@ -6,7 +6,7 @@ Usage: ``egotune bench tune_overhead [--trials N] [--epochs E] [--epoch-seconds 
 
 Each trial sleeps ``--epoch-seconds`` per epoch (fixed, known work) and then reports the metrics and
 a checkpoint of ``--checkpoint-kib`` KiB, as the real trainable does after every epoch. The trials
-go through :func:`tuner.search.run_search` (pre-flight checks on a tiny synthetic dataset,
+go through :func:`tuner.tune.search.run_search` (pre-flight checks on a tiny synthetic dataset,
 ``experiment.json``, the Tuner with its checkpoint and failure settings, and the Parquet callback),
 with only the trainable swapped. Ray is started first and not counted. With ``C`` trials at once,
 the ideal wall time is ``ceil(N / C) * E * S``; the overhead is ``(wall - ideal) / ideal``, which
@@ -42,8 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._record import record
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import SearchSpace, parse_space
+from tuner.tune.search import SearchOptions, run_search
 
 SYNTH = {"classes": 3, "videos_per_class": 1, "size": (64, 48), "seed": 0}
 
@@ -90,7 +90,7 @@ def prepare(folder: Path, num_cpus: int) -> Path:
     from ray import cloudpickle
 
     from data_pipeline import synthesize
-    from tuner._ray_session import connect
+    from tuner.tune.session import connect
 
     # Workers cannot import bench/ (it is not installed): send the trainable by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -136,8 +136,8 @@ def result_span(experiment: Path, start: float) -> tuple[float, float]:
 
 def stream_capacity(folder: Path, results: int, trials: int = 50) -> dict[str, float]:
     """Epoch rows per second that ``ParquetResultsCallback`` streams into Parquet, without Tune."""
-    from tuner.callbacks import ParquetResultsCallback
     from tuner.results import read_epochs
+    from tuner.tune.callbacks import ParquetResultsCallback
 
     callback = ParquetResultsCallback(folder)
     stand_ins = [

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tuner._atomic import write_json_atomic
+from tuner.atomic import write_json_atomic
 
 RAY_FIXTURES = frozenset({"local_ray", "local_ray_address", "own_ray_cluster"})
 RAY_LANE = "ray-lane"

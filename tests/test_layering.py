@@ -20,9 +20,9 @@ import pytest
 FORBIDDEN = {
     "models": ("ray", "data_pipeline", "tuner"),
     "data_pipeline": ("ray", "models", "tuner"),
-    "tuner.engine": ("ray",),
-    "tuner.checkpoint": ("ray",),
-    "tuner.config": ("ray", "torch", "models"),
+    "tuner.training.engine": ("ray",),
+    "tuner.training.checkpoints.files": ("ray",),
+    "tuner.training.config": ("ray", "torch", "models"),
     "tuner.spaces": ("ray", "torch", "models"),
     "tuner.results": ("ray", "torch", "models", "optuna"),
     "tuner.cli.results": ("ray", "torch", "models", "optuna"),

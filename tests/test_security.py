@@ -19,10 +19,10 @@ import torch
 
 from models._weights import load_state_dict_file
 from tests.gtea_trees import make_tree
-from tuner.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint
 from tuner.cli import main
 from tuner.errors import EgotuneError
 from tuner.results import read_experiment_metadata, write_experiment_metadata
+from tuner.training.checkpoints.files import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("data_pipeline", "models", "tuner", "bench")
@@ -189,7 +189,7 @@ def test_shell_metacharacters_in_names_and_paths_run_nothing(tmp_path, monkeypat
     def connect(address: str | None, **kwargs: object) -> None:
         raise EgotuneError("pre-flight passed: Ray would start here")
 
-    monkeypatch.setattr("tuner.search.connect", connect)
+    monkeypatch.setattr("tuner.tune.search.connect", connect)
     monkeypatch.chdir(tmp_path)  # a command that did run would create its files here
     tree = make_tree(tmp_path / "data", classes=("a", "b"), frames=3)
     storage = tmp_path / "results; touch pwned6 $(touch pwned7)"

@@ -1,11 +1,27 @@
-"""egotune's tuning package: training engine, Ray Tune glue, search spaces, results and CLI.
+"""egotune's tuning package.
 
-It is the only package of the project that imports ray, and only in the modules that need it, so
-``import tuner`` stays light.
+- :mod:`tuner.training`: one training run, without Ray (configuration, model recipes, engine,
+  checkpoints);
+- :mod:`tuner.tune`: the Ray Tune side (search, trainable, schedulers, prefix sharing), the only
+  package that imports ray;
+- :mod:`tuner.spaces`: search-space files; :mod:`tuner.results`: the Parquet tables and what is
+  computed from them; :mod:`tuner.ui`: the web view; :mod:`tuner.cli`: the ``egotune`` command;
+- :mod:`tuner.errors`, :mod:`tuner.hints` and :mod:`tuner.atomic`: what every package shares.
+
+``import tuner`` imports neither ray nor torch.
 """
 
-from tuner.config import MODEL_NAMES, AuxWeights, StageSettings, TrainConfig, report_defaults
+from tuner import _moved
 from tuner.errors import EgotuneError, UsageError
+from tuner.training.config import (
+    MODEL_NAMES,
+    AuxWeights,
+    StageSettings,
+    TrainConfig,
+    report_defaults,
+)
+
+_moved.install()
 
 __all__ = [
     "MODEL_NAMES",

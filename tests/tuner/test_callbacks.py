@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from ray import tune
 
-from tuner.callbacks import ParquetResultsCallback, epoch_row
 from tuner.results import read_epochs, read_trials
+from tuner.tune.callbacks import ParquetResultsCallback, epoch_row
 
 # Validation accuracy per epoch: the best epoch is 2 for every trial.
 _VAL_ACC = (40.0, 60.0, 55.0, 50.0)

@@ -11,17 +11,16 @@ import torch
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tuner._checkpoints import (
+from tuner.training.checkpoints.files import CheckpointError, load_checkpoint
+from tuner.training.checkpoints.policy import CheckpointPolicy, auto_every
+from tuner.training.checkpoints.writer import (
     FINAL_BEST,
     CheckpointFolder,
-    CheckpointPolicy,
     RunCheckpoints,
-    auto_every,
     resume_run,
 )
-from tuner.checkpoint import CheckpointError, load_checkpoint
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, Trainer
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, Trainer
 
 
 def make_trainer(root: Path, **overrides: object) -> Trainer:
@@ -110,7 +109,7 @@ def test_a_run_cut_between_checkpoints_replays_to_the_same_metrics(synthetic_roo
 
 
 def test_the_free_space_check_bounds_every_state_a_run_writes(synthetic_root, tmp_path):
-    from tuner.preflight import state_bytes
+    from tuner.tune.preflight import state_bytes
 
     values = {"stage": "both", "stage1": {"epochs": 1}, "epochs": 2}
     trainer = make_trainer(synthetic_root, **values)
@@ -124,7 +123,7 @@ def test_a_failed_write_is_raised_in_the_training_loop(synthetic_root, tmp_path,
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("tuner._checkpoints.save_checkpoint", full_disk)
+    monkeypatch.setattr("tuner.training.checkpoints.writer.save_checkpoint", full_disk)
     with pytest.raises(CheckpointError, match="No space left on device"):
         run(make_trainer(synthetic_root), tmp_path, every=1)
 
@@ -132,7 +131,7 @@ def test_a_failed_write_is_raised_in_the_training_loop(synthetic_root, tmp_path,
 def test_under_auto_a_slow_write_never_stalls_the_loop(synthetic_root, tmp_path, monkeypatch):
     """Once a state is complete on disk, a checkpoint due while the previous write still runs
     moves to a later epoch; the end of the run waits for the write."""
-    import tuner._checkpoints as checkpointing
+    import tuner.training.checkpoints.writer as checkpointing
 
     write = checkpointing.save_checkpoint
     calls: list[Path] = []

@@ -1,5 +1,5 @@
 """An experiment is run by one search at a time: two searches of one name, two resumes, a
-killed owner taken over, default names that never collide (:mod:`tuner._claim`)."""
+killed owner taken over, default names that never collide (:mod:`tuner.tune.claim`)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import yaml
 from tests.conftest import tiny_config_values
 from tests.drills import SEARCH, wait_for
 from tests.tables import assert_every_row_once
-from tuner._claim import OWNER_FILE, ExperimentClaim, claim_new_experiment, read_owner
 from tuner.errors import UsageError
 from tuner.results import read_epochs
+from tuner.tune.claim import OWNER_FILE, ExperimentClaim, claim_new_experiment, read_owner
 
 FIXED = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1", "device")}
 
@@ -116,7 +116,7 @@ def test_a_claim_is_refused_while_held_and_taken_over_once_its_holder_is_gone(tm
         assert again.previous is None  # released properly: nothing to take over
     # a holder that died without releasing: the kernel dropped its lock, its record remains
     code = (
-        "import sys; from pathlib import Path; from tuner._claim import ExperimentClaim; "
+        "import sys; from pathlib import Path; from tuner.tune.claim import ExperimentClaim; "
         "ExperimentClaim.take(Path(sys.argv[1])); import os; os._exit(0)"
     )
     dead = subprocess.run([sys.executable, "-c", code, str(folder)], check=True)

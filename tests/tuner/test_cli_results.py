@@ -13,8 +13,8 @@ from tests.conftest import tiny_config_values
 from tests.tables import assert_every_row_once
 from tests.tuner.test_results import assert_real_png, write_handmade
 from tuner.cli import main
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
+from tuner.tune.search import SearchOptions, run_search
 
 NOT_HYPERPARAMETERS = {
     "trial_id",

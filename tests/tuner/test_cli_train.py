@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.checkpoint import load_checkpoint
 from tuner.cli import main
-from tuner.engine import TIME_FIELDS
+from tuner.training.checkpoints.files import load_checkpoint
+from tuner.training.engine import TIME_FIELDS
 
 TINY = [
     "--set", "backbone=resnet18", "--set", "weights=none", "--set", "crop_size=32",

@@ -25,7 +25,7 @@ from tests.conftest import tiny_config_values
 from tests.ray_cluster import RAY, LoopbackCluster, cluster_env, free_port
 from tests.tables import assert_every_row_once
 from tuner import cli
-from tuner.trainable import ACTOR_NAME_PREFIX
+from tuner.tune.trainable import ACTOR_NAME_PREFIX
 
 pytestmark = [
     pytest.mark.slow,

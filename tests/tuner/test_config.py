@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from tuner.config import TrainConfig, flatten_config, parse_overrides, report_defaults
+from tuner.training.config import TrainConfig, flatten_config, parse_overrides, report_defaults
 
 
 def test_defaults_follow_the_report_per_model_and_stage():

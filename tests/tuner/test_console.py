@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.tables import assert_every_row_once
-from tuner._tune_mapping import build_progress_reporter, build_tune_config
 from tuner.spaces import list_spaces, load_space
+from tuner.tune.console import build_progress_reporter
+from tuner.tune.schedulers import build_tune_config
 
 
 @pytest.mark.parametrize("name", sorted(list_spaces()))

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-import tuner._dataset_checks as checks
+import tuner.training.dataset_checks as checks
 from data_pipeline import DatasetError, discover
-from tuner._dataset_checks import verify_once
+from tuner.training.dataset_checks import verify_once
 
 
 def test_a_frame_zeroed_at_its_old_size_is_caught_before_the_next_search(

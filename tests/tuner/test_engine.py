@@ -11,10 +11,10 @@ import torch
 from data_pipeline import discover
 from models import stage_param_groups
 from tests.conftest import tiny_config_values
-from tuner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, Trainer
 from tuner.errors import EgotuneError
+from tuner.training.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, Trainer
 
 MODELS_BY_FAMILY = {
     "rgb": ("ego_rnn", {}),
@@ -248,7 +248,7 @@ def test_stage_both_hands_on_the_first_of_tied_best_epochs(synthetic_root, monke
 
 
 def test_best_weights_checkpoint_is_the_first_of_tied_best_epochs(synthetic_root, monkeypatch):
-    from tuner.engine import best_weights_checkpoint
+    from tuner.training.engine import best_weights_checkpoint
 
     values = {"stage": "2", "epochs": 3, "lr": 1e-2, "model": "ego_rnn_ms"}
     trainer, weights = _tied_trainer(synthetic_root, monkeypatch, [50.0, 70.0, 70.0], **values)

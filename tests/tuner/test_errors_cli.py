@@ -43,7 +43,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
         calls.append(address)
         raise EgotuneError("pre-flight passed: Ray would start here")
 
-    monkeypatch.setattr("tuner.search.connect", connect)
+    monkeypatch.setattr("tuner.tune.search.connect", connect)
     return calls
 
 
@@ -105,7 +105,7 @@ def test_a_disk_that_refuses_writes_fails_the_write_probe(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     before = contents(storage)
-    monkeypatch.setattr("tuner.search.os.fsync", full)
+    monkeypatch.setattr("tuner.tune.search.os.fsync", full)
     assert main(search(tree, "--storage", str(storage), "--name", "gamma")) == 2
     line = error_line(capsys.readouterr().err)
     assert f"--storage {storage}: not writable (No space left on device)" in line
@@ -123,7 +123,7 @@ def test_a_nearly_full_disk_is_refused_before_the_search(
         return DiskUsage(100 * 2**30, 100 * 2**30 - 200 * 2**20, 200 * 2**20)
 
     before = contents(storage)
-    monkeypatch.setattr("tuner.search.shutil.disk_usage", nearly_full)
+    monkeypatch.setattr("tuner.tune.search.shutil.disk_usage", nearly_full)
     assert main(search(tree, "--storage", str(storage), "--name", "gamma")) == 2
     line = error_line(capsys.readouterr().err)
     state, room = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) MiB\b", line)[1:])
@@ -140,7 +140,7 @@ def test_enough_free_space_passes_the_storage_checks(tree, storage, no_ray, monk
     def roomy(path: Path) -> DiskUsage:
         return DiskUsage(100 * 2**30, 0, 100 * 2**30)
 
-    monkeypatch.setattr("tuner.search.shutil.disk_usage", roomy)
+    monkeypatch.setattr("tuner.tune.search.shutil.disk_usage", roomy)
     assert main(search(tree, "--storage", str(storage), "--name", "gamma")) == 1
     assert "pre-flight passed" in error_line(capsys.readouterr().err)
     assert no_ray == [None]

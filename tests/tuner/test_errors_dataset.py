@@ -47,7 +47,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
         calls.append(address)
         raise EgotuneError("pre-flight passed: Ray would start here")
 
-    monkeypatch.setattr("tuner.search.connect", connect)
+    monkeypatch.setattr("tuner.tune.search.connect", connect)
     return calls
 
 

@@ -155,7 +155,7 @@ def no_search(monkeypatch: pytest.MonkeyPatch) -> None:
     def run_search(*args: object) -> None:
         raise AssertionError("the search must not start")
 
-    monkeypatch.setattr("tuner.search.run_search", run_search)
+    monkeypatch.setattr("tuner.tune.search.run_search", run_search)
 
 
 @pytest.mark.parametrize(("text", "key", "message"), BAD_FILES)
@@ -244,8 +244,8 @@ def test_train_set_errors_name_the_flag(flags, message, tmp_path, capsys):
 
 
 def test_the_metrics_a_space_may_name_are_those_every_epoch_reports():
-    from tuner.engine import EpochRecord
     from tuner.spaces import METRICS
+    from tuner.training.engine import EpochRecord
 
     reported = EpochRecord.__dataclass_fields__
     assert all(metric in reported for metric in METRICS)

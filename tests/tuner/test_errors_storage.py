@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from tests.tuner.test_results import write_handmade
-from tuner.checkpoint import load_checkpoint, save_checkpoint
 from tuner.cli import main
 from tuner.results import (
     EPOCHS_DIR,
@@ -27,6 +26,7 @@ from tuner.results import (
     read_trials,
     write_experiment_metadata,
 )
+from tuner.training.checkpoints.files import load_checkpoint, save_checkpoint
 
 
 def disk_full_after_some_bytes(write: Any) -> Any:
@@ -46,7 +46,9 @@ def listing(folder: Path) -> list[str]:
 def test_a_checkpoint_save_that_fails_midway_keeps_the_previous_one(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints" / "latest.pt"
     save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
-    monkeypatch.setattr("tuner.checkpoint.torch.save", disk_full_after_some_bytes(torch.save))
+    monkeypatch.setattr(
+        "tuner.training.checkpoints.files.torch.save", disk_full_after_some_bytes(torch.save)
+    )
     with pytest.raises(OSError, match="No space left on device"):
         save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
     monkeypatch.undo()
@@ -96,7 +98,7 @@ def test_an_experiment_record_rewrite_that_fails_keeps_the_previous_record(tmp_p
     def failing_replace(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr("tuner._atomic.os.replace", failing_replace)
+    monkeypatch.setattr("tuner.atomic.os.replace", failing_replace)
     with pytest.raises(OSError):
         write_experiment_metadata(tmp_path, overrides={"data": "/second"}, **record)
     monkeypatch.undo()

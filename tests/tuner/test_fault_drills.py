@@ -22,11 +22,11 @@ from data_pipeline import discover
 from tests.conftest import tiny_config_values
 from tests.drills import interrupt_search_when, kill_search_when, resume_search, wait_for
 from tests.tables import assert_every_row_once
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.results import read_predictions
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.tune.search import SearchOptions, run_search
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # real processes killed on a real Ray
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import tuner.engine as engine
+import tuner.training.engine as engine
 from data_pipeline import DatasetError, discover
 from tests.conftest import tiny_config_values
-from tuner.checkpoint import load_checkpoint, save_checkpoint
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, Trainer, epoch_order
+from tuner.training.checkpoints.files import load_checkpoint, save_checkpoint
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, Trainer, epoch_order
 
 # a model with dropout (its masks come from the global generator on the CPU), both stages
 VALUES = {"model": "ego_rnn", "stage": "both", "stage1": {"epochs": 1}, "epochs": 2}
@@ -179,7 +179,7 @@ def test_every_model_and_stage_trains_through_the_cuda_preparation(
 ):
     """channels_last weights and bf16 autocast, as a CUDA run prepares them (the
     representation-flow model's 3-D convolutions once made the memory-format step fail)."""
-    from tuner._device import DevicePlan
+    from tuner.training.device import DevicePlan
 
     values = tiny_config_values(
         model=model, stage=stage, precision="bf16", channels_last=True, epochs=1, **extra
@@ -206,7 +206,7 @@ def test_every_model_and_stage_trains_through_the_cuda_preparation(
 def compiled_trainer(root: Path, **overrides: object) -> Trainer:
     """A run whose modules are compiled: dynamo's graph capture and AOTAutograd as on a GPU,
     without generating kernels (``aot_eager``), which takes a minute per model on this CPU."""
-    from tuner._device import DevicePlan
+    from tuner.training.device import DevicePlan
 
     config = TrainConfig.from_dict(
         tiny_config_values(**{**VALUES, "compile": "reduce-overhead", **overrides})

@@ -49,7 +49,7 @@ def test_a_non_ascii_name_passes_the_name_check(tmp_path, monkeypatch, capsys):
     def connect(address: str | None, **kwargs: object) -> None:
         raise EgotuneError("pre-flight passed: Ray would start here")
 
-    monkeypatch.setattr("tuner.search.connect", connect)
+    monkeypatch.setattr("tuner.tune.search.connect", connect)
     tree = make_tree(tmp_path / "data", classes=("a", "b"), frames=3)
     argv = ["search", "demo", "--data", str(tree.root), "--storage", str(tmp_path / "results")]
     assert main([*argv, "--name", "résumé-実験"]) == 1
@@ -59,7 +59,7 @@ def test_a_non_ascii_name_passes_the_name_check(tmp_path, monkeypatch, capsys):
 def test_ray_metric_tags_take_a_non_ascii_experiment_name():
     import torch
 
-    from tuner.trainable import _export_metrics
+    from tuner.tune.trainable import _export_metrics
 
     metrics = {"val_acc": 50.0, "epoch": 1, "clips_per_s": 10.0}
     tags = {"experiment": "résumé-実験", "trial": "t_00000"}
@@ -73,7 +73,7 @@ def test_relative_data_storage_and_paths_reach_the_search_absolute(tmp_path, mon
         seen.update(data=options.data, storage=options.storage, space=space)
         raise EgotuneError("stopped before Ray")
 
-    monkeypatch.setattr("tuner.search.run_search", run_search)
+    monkeypatch.setattr("tuner.tune.search.run_search", run_search)
     monkeypatch.chdir(tmp_path)
     argv = ["search", "demo", "--data", "data", "--storage", "results", "--name", "rel"]
     assert main([*argv, "--set", "init_checkpoint=ckpt/best.pt"]) == 1

@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import tiny_config_values
 from tests.tuner.test_search import assert_one_row_per_trial_that_ran
-from tuner._tune_mapping import OPTUNA_DB, optuna_storage_url
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
+from tuner.tune.schedulers import OPTUNA_DB, optuna_storage_url
+from tuner.tune.search import SearchOptions, run_search
 
 EPOCHS = 2
 SAMPLES = 2

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tuner._atomic import write_atomic
+from tuner.atomic import write_atomic
 from tuner.results import (
     EPOCH_SCHEMA,
     SCHEMA_VERSION,

@@ -19,12 +19,12 @@ from tests.tables import assert_every_row_once
 from tests.tuner.test_fault_drills import trainable_pids
 from tests.tuner.test_results import assert_real_png
 from tuner import results
-from tuner.checkpoint import load_checkpoint
 from tuner.cli import main
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import SpaceError, load_space, parse_space
+from tuner.training.checkpoints.files import load_checkpoint
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.tune.search import SearchOptions, run_search
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in (*TIME_FIELDS, "predictions")]
@@ -229,7 +229,7 @@ def test_trials_paused_at_a_perturbation_point_continue_when_the_one_behind_ende
         status: str
         trial_id: str
 
-    from tuner._population_schedulers import build_population_scheduler
+    from tuner.tune.schedulers.pbt import build_population_scheduler
 
     scheduler = build_population_scheduler(parse_space(population_doc()), tmp_path)
     scheduler._next_perturbation_sync = 4
@@ -282,7 +282,7 @@ def test_no_exploit_from_a_trial_without_a_state_on_disk(tmp_path, capsys):
     import json
     from types import SimpleNamespace
 
-    from tuner._population_schedulers import build_population_scheduler
+    from tuner.tune.schedulers.pbt import build_population_scheduler
 
     scheduler = build_population_scheduler(parse_space(population_doc()), tmp_path)
     config = {**population_doc()["fixed"], "lr": 1e-3}
@@ -357,7 +357,7 @@ def test_a_trial_added_again_keeps_its_place_on_the_population_clock(tmp_path):
 
     from ray.tune.schedulers.pb2 import PB2
 
-    from tuner._population_schedulers import build_population_scheduler
+    from tuner.tune.schedulers.pbt import build_population_scheduler
 
     scheduler = build_population_scheduler(parse_space(population_doc("pb2")), tmp_path)
     assert isinstance(scheduler, PB2)

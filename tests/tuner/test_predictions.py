@@ -13,8 +13,8 @@ from tests.tables import assert_every_row_once
 from tests.tuner.test_results import assert_real_png
 from tuner import results
 from tuner.cli import main
-from tuner.search import SearchOptions, run_search
 from tuner.spaces import parse_space
+from tuner.tune.search import SearchOptions, run_search
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from tuner import _ray_session
+from tuner.tune import session as ray_session
 
 
 def test_a_local_ray_puts_its_dashboard_on_loopback(monkeypatch):
@@ -24,7 +24,7 @@ def test_a_local_ray_puts_its_dashboard_on_loopback(monkeypatch):
     monkeypatch.setattr(
         ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address="127.0.0.1:6379")
     )
-    session = _ray_session.connect(None, num_cpus=1)
+    session = ray_session.connect(None, num_cpus=1)
     assert seen["dashboard_host"] == "127.0.0.1" and "address" not in seen
     assert session.dashboard_url == "http://127.0.0.1:8265" and session.started_here
 
@@ -39,5 +39,5 @@ def test_the_token_is_used_when_one_exists_unless_a_mode_was_chosen(monkeypatch,
         monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     else:
         monkeypatch.setenv("RAY_AUTH_MODE", mode)
-    _ray_session.use_token_when_available()
+    ray_session.use_token_when_available()
     assert os.environ["RAY_AUTH_MODE"] == (mode or "token")

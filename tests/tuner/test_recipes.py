@@ -6,8 +6,8 @@ import pytest
 
 from models import list_models, model_defaults
 from tests.conftest import tiny_config_values
-from tuner.config import MODEL_NAMES, TrainConfig, report_defaults
-from tuner.recipes import RECIPES, recipe_for
+from tuner.training.config import MODEL_NAMES, TrainConfig, report_defaults
+from tuner.training.recipes import RECIPES, recipe_for
 
 
 def test_every_registered_model_has_exactly_one_recipe():

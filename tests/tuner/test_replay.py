@@ -9,19 +9,19 @@ import pytest
 
 from tuner import cli
 from tuner.errors import EgotuneError, UsageError
-from tuner.replay import (
+from tuner.results import (
+    EpochPartWriter,
+    TrialsTableWriter,
+    read_epochs,
+    write_experiment_metadata,
+)
+from tuner.tune.replay import (
     TRIAL_KEY,
     ReplaySettings,
     epochs_to_target,
     load_recorded,
     replay_search,
     summarize_trace,
-)
-from tuner.results import (
-    EpochPartWriter,
-    TrialsTableWriter,
-    read_epochs,
-    write_experiment_metadata,
 )
 
 EPOCHS = 6

@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import tiny_config_values
 from tests.fork_log import forks_of_ray_workers
 from tests.tables import assert_every_row_once
-from tuner.checkpoint import load_checkpoint
 from tuner.errors import EgotuneError
-from tuner.search import PREREQUISITES_DIR, SearchOptions, SearchOutcome, run_search
 from tuner.spaces import parse_space
+from tuner.training.checkpoints.files import load_checkpoint
+from tuner.tune.search import PREREQUISITES_DIR, SearchOptions, SearchOutcome, run_search
 
 TINY_FIXED = {
     key: value
@@ -189,8 +189,8 @@ def test_a_request_an_autoscaled_node_type_fits_is_accepted(local_ray, monkeypat
     from ray._private.state import state
     from ray.core.generated import autoscaler_pb2
 
-    from tuner._ray_session import node_shapes
-    from tuner.preflight import ResourceRequest, check_cluster_resources
+    from tuner.tune.preflight import ResourceRequest, check_cluster_resources
+    from tuner.tune.session import node_shapes
 
     def check(gpus: float) -> None:
         requests = [ResourceRequest("cpus", 1, "--cpus-per-trial 1")]
@@ -211,7 +211,7 @@ def test_a_request_an_autoscaled_node_type_fits_is_accepted(local_ray, monkeypat
 
 
 def test_requests_each_node_gives_alone_but_none_together_are_named_together():
-    from tuner.preflight import ResourceRequest, check_cluster_resources
+    from tuner.tune.preflight import ResourceRequest, check_cluster_resources
 
     requests = [
         ResourceRequest("cpus", 4, "resources.cpus: 4 in fig10.yaml"),
@@ -254,7 +254,7 @@ def _slow_to_end(config: dict) -> None:
 def test_a_reused_worker_waits_for_the_stopped_trial_before_the_next(local_ray, tmp_path):
     from ray import tune
 
-    from tuner.trainable import TrialActorName
+    from tuner.tune.trainable import TrialActorName
 
     _slow_to_end.__mixins__ = (TrialActorName,)  # type: ignore[attr-defined]
     tuner = tune.Tuner(
@@ -276,7 +276,7 @@ def test_a_trial_collects_only_what_it_created():
     import gc
     import weakref
 
-    from tuner import trainable
+    from tuner.tune import trainable
 
     class Node:
         pass

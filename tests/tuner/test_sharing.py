@@ -16,13 +16,12 @@ from tests.conftest import tiny_config_values
 from tests.drills import kill_search_when, resume_search
 from tests.tables import assert_every_row_once
 from tuner import results
-from tuner.checkpoint import CheckpointError
 from tuner.cli import main
-from tuner.config import TrainConfig
-from tuner.engine import TIME_FIELDS, EpochRecord, Trainer
-from tuner.search import SearchOptions, run_search
-from tuner.sharing import Branch, plan_sharing
-from tuner.spaces import SpaceError, load_space, parse_space
+from tuner.spaces import Branch, SpaceError, load_space, parse_space, plan_sharing
+from tuner.training.checkpoints.files import CheckpointError
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.tune.search import SearchOptions, run_search
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in (*TIME_FIELDS, "predictions")]
@@ -131,9 +130,10 @@ def test_a_branch_whose_source_ended_early_continues_from_its_last_state(synthet
     epoch (best weights kept apart) still holds epochs the branch shares, and the rows of all
     of them, the state's own epoch included (the branch reports them: its table holds every
     epoch once, and ASHA judges it at every rung)."""
-    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints
-    from tuner.sharing import ENDED_FILE, TrialSharing
-    from tuner.trainable import _branch, _Run
+    from tuner.training.checkpoints.policy import CheckpointPolicy
+    from tuner.training.checkpoints.writer import CheckpointFolder, RunCheckpoints
+    from tuner.tune.sharing.trial import ENDED_FILE, TrialSharing
+    from tuner.tune.trainable import _branch, _Run
 
     index = discover(synthetic_root)
     values = {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 4, "milestones": [3]}

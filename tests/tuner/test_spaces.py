@@ -5,7 +5,6 @@ import textwrap
 import pytest
 
 from tuner.cli import main
-from tuner.config import TrainConfig
 from tuner.spaces import (
     BUNDLED_SPACES_DIR,
     SpaceError,
@@ -14,6 +13,7 @@ from tuner.spaces import (
     load_space,
     nest_config,
 )
+from tuner.training.config import TrainConfig
 
 BUNDLED = sorted(path.stem for path in BUNDLED_SPACES_DIR.glob("*.yaml"))
 REPORT_FILES = [

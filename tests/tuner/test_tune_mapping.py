@@ -6,18 +6,11 @@ import pytest
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from tuner._tune_mapping import (
-    OPTUNA_DB,
-    build_param_space,
-    build_scheduler,
-    build_search_alg,
-    build_tune_config,
-    resolve_trial_config,
-    trial_resources,
-)
-from tuner.config import TrainConfig, flatten_config
 from tuner.errors import EgotuneError
 from tuner.spaces import load_space
+from tuner.training.config import TrainConfig, flatten_config
+from tuner.tune.params import build_param_space, resolve_trial_config, trial_resources
+from tuner.tune.schedulers import OPTUNA_DB, build_scheduler, build_search_alg, build_tune_config
 
 
 def write_space(tmp_path, text, name="space.yaml"):
@@ -89,7 +82,7 @@ def test_asha_stops_every_trial_at_max_t_on_the_reported_epoch(local_ray, tmp_pa
         resources: {cpus: 0.5}
         """,
     )
-    assert isinstance(build_scheduler(space), ASHAScheduler)
+    assert isinstance(build_scheduler(space, tmp_path), ASHAScheduler)
     results = fit(space, tmp_path)
     assert len(results) == 3
     for result in results:

@@ -519,8 +519,8 @@ def test_the_command_names_a_port_in_use(grid_storage, capsys):
 def test_a_real_search_appears_on_the_open_page_while_it_runs(
     synthetic_root, local_ray, tmp_path, page
 ):
-    from tuner.search import SearchOptions, run_search
     from tuner.spaces import parse_space
+    from tuner.tune.search import SearchOptions, run_search
 
     fixed = {k: v for k, v in tiny_config_values().items() if k not in ("epochs", "stage1")}
     fixed["crop_size"] = 64  # epochs of a third of a second: the page sees the search run

@@ -18,8 +18,8 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from tuner._ray_session import use_token_when_available
 from tuner.errors import EgotuneError
+from tuner.tune.session import use_token_when_available
 
 __all__ = ["build_parser", "main"]
 

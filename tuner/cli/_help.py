@@ -1,5 +1,5 @@
 """Help text from docstrings: the reStructuredText markup the docs render (````egotune x````,
-``:mod:`tuner.replay```) as the plain words a terminal should show."""
+``:mod:`tuner.tune.replay```) as the plain words a terminal should show."""
 
 from __future__ import annotations
 

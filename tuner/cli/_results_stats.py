@@ -186,7 +186,7 @@ def _confusion(args: argparse.Namespace) -> int:
 
 
 def _cam(args: argparse.Namespace) -> int:
-    from tuner.cam import write_cam_strips
+    from tuner.training.cam import write_cam_strips
 
     experiment = results.load_experiment(args.experiment, args.storage)
     if args.count < 1:

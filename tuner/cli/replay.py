@@ -2,14 +2,13 @@
 experiment.
 
 ``egotune replay EXP --scheduler asha`` replays the recorded learning curves of experiment EXP
-(see :mod:`tuner.replay`) under each chosen scheduler and seed, and prints the epochs each search
-consumed until one of its trials came within ``--tolerance`` points of the experiment's best, that
-count as a fraction of the experiment's own epochs, and the best value it reached.
+(see :mod:`tuner.tune.replay`) under each chosen scheduler and seed, and prints the epochs each
+search consumed until one of its trials came within ``--tolerance`` points of the experiment's best,
+that count as a fraction of the experiment's own epochs, and the best value it reached.
 
 Every replay (and ``egotune replay EXP`` alone) also prints what prefix sharing
-(:mod:`tuner.sharing`) saves on the recorded trials: the trial-epochs they trained, those a
-search with sharing trains, and the recorded epoch seconds of the difference.
-"""
+(:func:`tuner.spaces.plan_sharing`) saves on the recorded trials: the trial-epochs they trained,
+those a search with sharing trains, and the recorded epoch seconds of the difference."""
 
 from __future__ import annotations
 
@@ -67,7 +66,7 @@ def register(subparsers: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tuner.replay import ReplaySettings, load_recorded, replay_search
+    from tuner.tune.replay import ReplaySettings, load_recorded, replay_search
 
     algorithms = _algorithms(args.scheduler, REPLAYABLE)
     _check_flags(args, algorithms)
@@ -104,14 +103,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _sharing(experiment: str, storage: Path | None) -> dict[str, Any] | None:
-    """:func:`tuner.sharing.recorded_savings` of the experiment; ``None`` when its trials'
+    """:func:`tuner.spaces.recorded_savings` of the experiment; ``None`` when its trials'
     configurations cannot be read back (tables of another trainable)."""
     from dataclasses import fields
 
-    from tuner.config import TrainConfig, flatten_config
     from tuner.results import load_experiment
-    from tuner.sharing import recorded_savings
-    from tuner.spaces import nest_config
+    from tuner.spaces import nest_config, recorded_savings
+    from tuner.training.config import TrainConfig, flatten_config
 
     done = load_experiment(experiment, storage)
     names = {f.name for f in fields(TrainConfig)} - {"seed"}

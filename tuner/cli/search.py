@@ -103,8 +103,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_search_command(args: argparse.Namespace) -> int:
     from tuner.results import default_storage
-    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
+    from tuner.tune.search import DEFAULT_MAX_FAILURES, SearchOptions
 
     storage = absolute_path(args.storage or default_storage())
     name = args.resume if isinstance(args.resume, str) else args.name
@@ -144,9 +144,9 @@ def _resource_flags(args: argparse.Namespace) -> dict[str, float]:
 
 def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
     """The space and dataset a search ran with, from its experiment folder."""
-    from tuner.config import load_yaml
     from tuner.results import read_experiment_metadata
     from tuner.spaces import parse_space
+    from tuner.training.config import load_yaml
 
     folder = storage / name
     try:
@@ -193,8 +193,8 @@ def _known_experiments(storage: Path) -> str:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from tuner.results import default_storage
-    from tuner.search import DEFAULT_MAX_FAILURES, SearchOptions
     from tuner.spaces import load_space
+    from tuner.tune.search import DEFAULT_MAX_FAILURES, SearchOptions
 
     storage = absolute_path(args.storage or default_storage())
     if args.name is not None:
@@ -248,7 +248,7 @@ def _slim_checkpoints(experiment_dir: Path) -> int:
     and unfinished writes of a trial the scheduler stopped), keeping each trial's best weights
     (``best.pt``, or its newest ``best-e*.pt`` when the scheduler stopped it first); returns the
     bytes freed. The finished demo is never resumed, and ``results cam`` reads the best weights."""
-    from tuner._checkpoints import CHECKPOINTS_DIR, FINAL_BEST
+    from tuner.training.checkpoints.writer import CHECKPOINTS_DIR, FINAL_BEST
 
     freed = 0
     for trial in sorted((experiment_dir / CHECKPOINTS_DIR).glob("*/")):
@@ -301,15 +301,16 @@ def _run_and_report(
     *,
     slim_checkpoints: bool = False,
 ) -> int:
-    from tuner.search import run_search
+    from tuner.tune.search import run_search
+    from tuner.tune.session import ray_running, stop_ray
 
     started = time.monotonic()
-    ray_was_running = _ray_running()
+    ray_was_running = ray_running()
     with _console(args.json):
         _leave_job_working_dir(options)
         outcome = run_search(space, options)
         if not ray_was_running:
-            _stop_ray()  # flushes the workers' last lines before the report, not after it
+            stop_ray()  # flushes the workers' last lines before the report, not after it
     if outcome.interrupted:
         return _report_interrupted(outcome, options, args, time.monotonic() - started)
     if slim_checkpoints:
@@ -358,17 +359,6 @@ def _report_interrupted(
             f"Continue it with:\n  {command}"
         )
     return 130
-
-
-def _ray_running() -> bool:
-    ray = sys.modules.get("ray")
-    return ray is not None and ray.is_initialized()
-
-
-def _stop_ray() -> None:
-    import ray
-
-    ray.shutdown()
 
 
 @contextlib.contextmanager

@@ -81,7 +81,9 @@ def run_submit_command(args: argparse.Namespace) -> int:
         _check_overrides(args)
         debug = ["--debug"] if args.debug else []
         entrypoint = shlex.join(["egotune", *debug, "search", space_arg, *search_flags(args, name)])
-        client = _client(address)
+        from tuner.tune.session import job_client
+
+        client = job_client(address)
         job_id = args.submission_id or f"{JOB_ID_PREFIX}{name}"
         submit_with_retry(
             client,
@@ -233,15 +235,3 @@ def _check_overrides(args: argparse.Namespace) -> None:
     from tuner.spaces import load_space
 
     apply_override_arguments(load_space(args.space), args)
-
-
-def _client(address: str) -> Any:
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError) as exc:
-        raise EgotuneError(
-            f"--address {address}: no Ray Jobs API answers there ({exc}); pass the head's "
-            "dashboard URL (port 8265 by default)"
-        ) from None

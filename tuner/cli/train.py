@@ -11,11 +11,10 @@ Output folder layout::
                                          stage but the last (``stage: both``)
     OUT/checkpoints/best.pt              complete weights of the last stage's best epoch
 
-Checkpoints are written off the training loop (:mod:`tuner._checkpoints`); the log line of an
-epoch is written first, and a resume drops the lines after its checkpoint and runs those epochs
-again (to the same metrics). An existing run is never overwritten: ``--resume`` continues it,
-anything else is refused.
-"""
+Checkpoints are written off the training loop (:mod:`tuner.training.checkpoints.writer`); the log
+line of an epoch is written first, and a resume drops the lines after its checkpoint and runs those
+epochs again (to the same metrics). An existing run is never overwritten: ``--resume`` continues it,
+anything else is refused."""
 
 from __future__ import annotations
 
@@ -29,10 +28,10 @@ from typing import Any
 
 import yaml
 
-from tuner._atomic import write_text_atomic
-from tuner.config import MODEL_NAMES, TrainConfig, config_warnings, parse_overrides
+from tuner.atomic import write_text_atomic
 from tuner.errors import EgotuneError, UsageError
-from tuner.preflight import require_imagenet_weights
+from tuner.training.config import MODEL_NAMES, TrainConfig, config_warnings, parse_overrides
+from tuner.tune.preflight import require_imagenet_weights
 
 __all__ = ["register"]
 
@@ -84,10 +83,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     from data_pipeline import discover, verify_frames
-    from tuner._checkpoints import CheckpointFolder, CheckpointPolicy, RunCheckpoints, resume_run
-    from tuner._state import best_weights_checkpoint
-    from tuner.checkpoint import save_checkpoint
-    from tuner.engine import Trainer
+    from tuner.training.checkpoints.contents import best_weights_checkpoint
+    from tuner.training.checkpoints.files import save_checkpoint
+    from tuner.training.checkpoints.policy import CheckpointPolicy
+    from tuner.training.checkpoints.writer import CheckpointFolder, RunCheckpoints, resume_run
+    from tuner.training.engine import Trainer
 
     config = build_config(args)
     started = [] if args.resume else _stage_warnings(config)  # said when the run started

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner._atomic import write_text_atomic
+from tuner.atomic import write_text_atomic
 from tuner.results._store import EPOCHS_DIR, SCHEMA_VERSION, TRIALS_FILE, storage_write_error
 
 __all__ = [

@@ -89,7 +89,8 @@ class PredictionPartWriter:
 
     def add(self, trial_id: str, epoch: int, predictions: Mapping[str, Sequence[Any]]) -> bool:
         """Buffer one epoch's predictions (columns as lists of equal length, the keys of
-        :func:`tuner._records.video_predictions`); ``False`` when that epoch was already added."""
+        :func:`tuner.training.records.video_predictions`); ``False`` when that epoch was already
+        added."""
         if (trial_id, epoch) in self._keys:
             return False
         missing = [name for name in _FIELDS if name not in predictions]

@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tuner._atomic import write_atomic
+from tuner.atomic import write_atomic
 
 __all__ = [
     "CAM_DIR",
@@ -72,7 +72,7 @@ SCHEMA_VERSION = 1
 TRIALS_FILE = "trials.parquet"
 EPOCHS_DIR = "epochs.parquet"
 EXPLOITS_FILE = "exploits.parquet"
-"""One row per exploit of a population search (``tuner._population_schedulers``)."""
+"""One row per exploit of a population search (``tuner.tune.schedulers.pbt``)."""
 CAM_DIR = "cam"
 """Folder of ``egotune results cam`` strips in an experiment (``cam/<trial_id>/*.png``)."""
 

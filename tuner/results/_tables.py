@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tuner._atomic import write_text_atomic
+from tuner.atomic import write_text_atomic
 from tuner.errors import EgotuneError
 from tuner.results._load import (
     Experiment,

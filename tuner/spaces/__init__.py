@@ -4,17 +4,19 @@ A search space is a YAML file (format: ``docs/search-spaces.md``) with a closed 
 ``fixed`` values, ``grid`` axes, explicit ``points`` (rows of values that vary together), sampled
 distributions (``uniform``, ``loguniform``, ``randint``, ``choice``), ``repeats`` (a ``seed`` axis
 0..n-1), a ``scheduler`` block, ``resources`` per trial and named ``prerequisites``. Keys are the
-field names of :class:`tuner.config.TrainConfig`, nested ones written ``alpha.ms`` or ``stage1.lr``.
+field names of :class:`tuner.training.config.TrainConfig`, nested ones written ``alpha.ms`` or
+``stage1.lr``.
 
 Files are read with ``yaml.safe_load`` and nothing in them is ever evaluated. Every error is a
 :class:`SpaceError` whose message starts with the file and the key, e.g.
 ``search_spaces/x.yaml: grid.lrr: unknown key``. A grid space expands to
 ``points x grid product x repeats`` trials, each checked with ``TrainConfig.from_dict``.
 
-The package does not import ray or torch; ``tuner._tune_mapping`` turns a space into Ray Tune
+The package does not import ray or torch; ``tuner.tune.params`` turns a space into Ray Tune
 objects. Modules: ``_keys`` (key kinds and value checks), ``_distributions``, ``_scheduler``
 (:class:`Algorithm` and its settings), ``_prerequisites``, ``_space`` (:class:`SearchSpace`,
-:func:`parse_space`), ``_validation`` (every trial as a ``TrainConfig``), ``_files``.
+:func:`parse_space`), ``_validation`` (every trial as a ``TrainConfig``), ``_files``, ``_sharing``
+(the prefix-sharing plan of a grid: the epochs its trials compute identically).
 """
 
 from tuner.spaces._distributions import DISTRIBUTIONS, Distribution
@@ -37,6 +39,14 @@ from tuner.spaces._scheduler import (
     SchedulerSettings,
     asha_grace_period,
 )
+from tuner.spaces._sharing import (
+    Branch,
+    SharingPlan,
+    epoch_settings,
+    plan_sharing,
+    recorded_savings,
+    static_settings,
+)
 from tuner.spaces._space import Resources, SearchSpace, parse_space
 
 __all__ = [
@@ -48,19 +58,25 @@ __all__ = [
     "REPLAYABLE",
     "SPACES_ENV",
     "Algorithm",
+    "Branch",
     "Distribution",
     "Prerequisite",
     "PrerequisiteRun",
     "Resources",
     "SchedulerSettings",
     "SearchSpace",
+    "SharingPlan",
     "SpaceError",
     "asha_grace_period",
+    "epoch_settings",
     "find_space",
     "key_kind",
     "list_spaces",
     "load_space",
     "nest_config",
     "parse_space",
+    "plan_sharing",
+    "recorded_savings",
     "space_dirs",
+    "static_settings",
 ]

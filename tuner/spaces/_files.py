@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from tuner._hints import did_you_mean
-from tuner.config import load_yaml, yaml_error_text
+from tuner.hints import did_you_mean
 from tuner.spaces._keys import SpaceError
 from tuner.spaces._space import SearchSpace, parse_space
+from tuner.training.config import load_yaml, yaml_error_text
 
 __all__ = [
     "BUNDLED_SPACES_DIR",

@@ -7,9 +7,9 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from tuner._config_checks import is_number
-from tuner._hints import did_you_mean
-from tuner.config import MODEL_NAMES, TrainConfig
+from tuner.hints import did_you_mean
+from tuner.training.checks import is_number
+from tuner.training.config import MODEL_NAMES, TrainConfig
 
 __all__ = [
     "SEED",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from tuner._hints import did_you_mean
+from tuner.hints import did_you_mean
 from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import SpaceError, as_float, section_keys, typed_mapping
 
@@ -60,7 +60,7 @@ class Algorithm(enum.StrEnum):
     @property
     def shares_prefixes(self) -> bool:
         """Whether the trials are known before the search starts, so that their shared
-        prefixes can run once (grid cells and points; :mod:`tuner.sharing`)."""
+        prefixes can run once (grid cells and points; :mod:`tuner.spaces._sharing`)."""
         return not self.uses_optuna and not self.population
 
 

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tuner._hints import did_you_mean
-from tuner.config import TrainConfig, flatten_config, parse_overrides
-from tuner.sharing import SharingPlan, plan_sharing
+from tuner.hints import did_you_mean
 from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import (
     SEED,
@@ -39,7 +37,9 @@ from tuner.spaces._scheduler import (
     fill_asha_defaults,
     parse_scheduler,
 )
+from tuner.spaces._sharing import SharingPlan, plan_sharing
 from tuner.spaces._validation import validate_trials
+from tuner.training.config import TrainConfig, flatten_config, parse_overrides
 
 __all__ = ["FOLD_KEYS", "Resources", "SearchSpace", "parse_space"]
 
@@ -111,7 +111,8 @@ class SearchSpace:
     """Cross-validation folds (``train_users``, ``val_users``), an axis of every trial; empty:
     the configuration's split (the report's: train on S1, S3, S4, validate on S2)."""
     share_prefixes: bool = True
-    """Run the epochs that trials of a grid compute identically once (:mod:`tuner.sharing`);
+    """Run the epochs that trials of a grid compute identically once
+    (:mod:`tuner.spaces._sharing`);
     ``share_prefixes: false`` in the file runs every trial from its first epoch."""
 
     def sharing_plan(self) -> SharingPlan | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuner.config import TrainConfig, config_warnings
 from tuner.spaces._keys import SpaceError, describe, nest_config
 from tuner.spaces._prerequisites import check_match_keys
+from tuner.training.config import TrainConfig, config_warnings
 
 if TYPE_CHECKING:
     from tuner.spaces._space import SearchSpace

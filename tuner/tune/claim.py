@@ -1,0 +1,124 @@
+"""An experiment is run by one search at a time: the claim on its folder.
+
+A search takes the claim before it starts Ray and holds it until it ends. Two searches given the
+same ``--name``, or two ``--resume`` of one experiment, would otherwise both write its tables (one
+search's trials vanished, or every row twice). The claim is:
+
+* **the folder itself** for a new experiment: ``mkdir`` succeeds for one caller only, so of two
+  searches started at once with one name the second is refused (a default name takes the next
+  free suffix instead);
+* **an exclusive ``flock``** on ``<experiment>/.owner.lock``, held for the whole search. The kernel
+  drops it when its holder dies, however it dies, so a claim never goes stale: the next search
+  takes it over. ``<experiment>/.owner.json`` names the holder (host, process, start time,
+  command), which is what a refused search prints.
+
+``flock`` works on a local disk and on NFSv4 (as a POSIX lock, released by the server when the
+client's lease lapses, about 90 s after a node is lost).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.atomic import write_json_atomic
+from tuner.errors import UsageError
+
+__all__ = ["LOCK_FILE", "OWNER_FILE", "ExperimentClaim", "claim_new_experiment", "describe"]
+
+LOCK_FILE = ".owner.lock"
+OWNER_FILE = ".owner.json"
+_SUFFIXES = 1000
+
+
+@dataclass
+class ExperimentClaim:
+    """This process's claim on an experiment folder; :meth:`release` ends it."""
+
+    folder: Path
+    previous: dict[str, Any] | None
+    """The record of a search that held the claim and is gone (``--resume`` after a kill)."""
+    _fd: int
+
+    @classmethod
+    def take(cls, folder: Path) -> ExperimentClaim:
+        """The claim on an existing experiment folder; refused (``UsageError``) while another
+        process holds it."""
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(
+                f"experiment {folder.name} is being run by {describe(read_owner(folder))}; "
+                "wait for it to end or stop it (Ctrl-C) before running it again"
+            ) from None
+        previous = read_owner(folder)
+        write_json_atomic(folder / OWNER_FILE, _me())
+        return cls(folder, previous, fd)
+
+    def release(self) -> None:
+        """End the claim. The lock file stays: a process waiting on it must not lock a file
+        that another one is about to create anew."""
+        (self.folder / OWNER_FILE).unlink(missing_ok=True)
+        os.close(self._fd)
+
+    def __enter__(self) -> ExperimentClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_new_experiment(storage: Path, name: str, *, default: bool) -> ExperimentClaim:
+    """Create the folder of a new experiment and claim it. An explicit name that exists is
+    refused; a default name takes the first free ``-2``, ``-3``, ... suffix."""
+    for suffix in range(1, _SUFFIXES + 1):
+        folder = storage / (name if suffix == 1 else f"{name}-{suffix}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if default:
+                continue
+            owner = read_owner(folder)
+            running = f" and is being run by {describe(owner)}" if owner else ""
+            raise UsageError(
+                f"--name {name}: {folder} already exists{running}; pass --resume to continue "
+                "it or choose another name"
+            ) from None
+        return ExperimentClaim.take(folder)
+    raise UsageError(f"--name: {storage} holds {_SUFFIXES} experiments named {name}-N; pass one")
+
+
+def read_owner(folder: Path) -> dict[str, Any] | None:
+    """The record of the claim's holder (or of the last one, if it died), or ``None``."""
+    try:
+        owner = json.loads((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def describe(owner: dict[str, Any] | None) -> str:
+    """``process 4242 on host node-1 since 2026-12-04 21:30:05 UTC (egotune search ...)``."""
+    if not owner:
+        return "another process"
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(owner.get("started", 0)))
+    command = f" ({owner['command']})" if owner.get("command") else ""
+    return f"process {owner.get('pid')} on host {owner.get('host')} since {started}{command}"
+
+
+def _me() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.time(),
+        "command": " ".join(["egotune", *sys.argv[1:]])[:300],
+    }

@@ -1,0 +1,187 @@
+"""A space's prerequisite runs: the models its trials start from, each trained once.
+
+A prerequisite (``prerequisites:`` in a space file, docs/search-spaces.md) is a run whose best
+checkpoint some trials take as a path key, e.g. the stage-1 model that a stage-2 grid starts
+from (``init_checkpoint``). Each run trains as a one-trial Tuner with the space's per-trial
+resources, in ``<storage>/_prerequisites/<name>-<digest>/``, the digest taken over what the run
+computes (its configuration without the runtime keys) and the dataset's fingerprint; a later
+search with the same run and data reuses its checkpoint instead of training it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from data_pipeline import DatasetIndex
+from tuner.atomic import write_json_atomic
+from tuner.errors import EgotuneError
+from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
+from tuner.training.config import RUNTIME_KEYS, TrainConfig, flatten_config
+from tuner.tune.console import build_progress_reporter, select_classic_console
+from tuner.tune.interrupt import graceful_interrupt
+from tuner.tune.params import trial_resources
+from tuner.tune.trainable import CHECKPOINTS_DIR, checkpoint_config, read_pointer, train_trial
+
+__all__ = ["PREREQUISITES_DIR", "Checkpoints", "run_prerequisites"]
+
+PREREQUISITES_DIR = "_prerequisites"
+Checkpoints = dict[str, dict[tuple[tuple[str, Any], ...], str]]
+"""Checkpoint path of each prerequisite run, by prerequisite name and match."""
+
+# Keys a prerequisite run takes from the trials when its own config does not set them: they
+# decide weight shapes or where and how the run executes, so a mismatch could not be loaded.
+_INHERITED_KEYS = (
+    "backbone",
+    "weights",
+    "crop_size",
+    "mem_size",
+    "cam",
+    "flow_stack",
+    "device",
+    "precision",
+    "channels_last",
+    "compile",
+    "num_workers",
+    "pin_memory",
+    "train_users",
+    "val_users",
+    "batch_size",
+    "drop_last",
+)
+
+
+def run_prerequisites(
+    space: SearchSpace,
+    index: DatasetIndex,
+    storage: Path,
+    fingerprint: str,
+    max_failures: int,
+    verbose: int,
+) -> Checkpoints:
+    """Execute (or reuse) every prerequisite run of ``space``; returns the checkpoint paths by
+    prerequisite name and match (the values of the trials it serves)."""
+    done: Checkpoints = {}
+    for run in space.prerequisite_runs():
+        config = _prerequisite_config(space, run, done)
+        path = _run_prerequisite(
+            run.name,
+            config,
+            index,
+            storage,
+            fingerprint,
+            trial_resources(space),
+            (max_failures, verbose),
+        )
+        done.setdefault(run.name, {})[run.match] = path
+    return done
+
+
+def _prerequisite_config(
+    space: SearchSpace,
+    run: PrerequisiteRun,
+    done: Checkpoints,
+) -> dict[str, Any]:
+    config = dict(run.config)
+    for key in _INHERITED_KEYS:
+        if key not in config and key in space.fixed:
+            config[key] = space.fixed[key]
+    for name, match in run.requires:
+        config[space.prerequisites[name].provides] = done[name][match]
+    return config
+
+
+def _run_prerequisite(
+    name: str,
+    flat_config: dict[str, Any],
+    index: DatasetIndex,
+    storage: Path,
+    fingerprint: str,
+    resources: Any,
+    retries_and_verbosity: tuple[int, int],
+) -> str:
+    config = TrainConfig.from_dict(nest_config(flat_config))
+    computed = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS}
+    folder = storage / PREREQUISITES_DIR / f"{name}-{_digest(computed, fingerprint)}"
+    record_file = folder / "prerequisite.json"
+    # runtime keys (loader workers, device, ...) do not change what the run computes; folders
+    # of earlier versions were named after the whole configuration
+    earlier = storage / PREREQUISITES_DIR / f"{name}-{_digest(config.to_dict(), fingerprint)}"
+    for found in (record_file, earlier / "prerequisite.json"):
+        if found.is_file():
+            record = json.loads(found.read_text())
+            if Path(record["checkpoint"]).is_file():
+                print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
+                return str(record["checkpoint"])
+    print(f"prerequisite {name}: training {folder.name}", flush=True)
+    checkpoint = _train_prerequisite(config, index, folder, resources, *retries_and_verbosity)
+    record = {
+        "name": name,
+        "config": config.to_dict(),
+        "dataset": fingerprint,
+        "checkpoint": checkpoint,
+    }
+    record_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_file, record)
+    return checkpoint
+
+
+def _digest(config: dict[str, Any], fingerprint: str) -> str:
+    text = json.dumps({"config": config, "data": fingerprint}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _train_prerequisite(
+    config: TrainConfig,
+    index: DatasetIndex,
+    folder: Path,
+    resources: Any,
+    max_failures: int,
+    verbose: int,
+) -> str:
+    """Train one prerequisite run as a one-trial Tuner with the space's per-trial resources."""
+    from ray import tune
+
+    store = str(folder / CHECKPOINTS_DIR)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, index=index, store=store), resources
+    )
+    run_dir = folder / "run"
+    if tune.Tuner.can_restore(str(run_dir)):
+        select_classic_console()  # the restored reporter prints only on Tune's classic console
+        tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_flat_config(config),
+            run_config=tune.RunConfig(
+                name="run",
+                storage_path=str(folder),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=checkpoint_config(),
+                verbose=verbose,
+                progress_reporter=build_progress_reporter(None),
+            ),
+        )
+    with graceful_interrupt() as interrupt:
+        result = tuner.fit()[0]
+    if interrupt.seen:  # nothing to resume by name yet: the same command reuses the run
+        raise KeyboardInterrupt
+    if result.error is not None:
+        raise EgotuneError(f"prerequisite run {folder.name} failed: {result.error}")
+    pointer = read_pointer(result.checkpoint.path) if result.checkpoint is not None else None
+    if pointer is None or not pointer.get("final_best"):
+        raise EgotuneError(f"prerequisite run {folder.name} left no best weights")
+    # The engine's own best (the first epoch reaching the best accuracy, as the report selects),
+    # complete with its frozen weights, written by the trial at its end.
+    trial_id = str((result.metrics or {}).get("trial_id"))
+    best = folder / CHECKPOINTS_DIR / trial_id / pointer["final_best"]
+    if not best.is_file():
+        raise EgotuneError(f"prerequisite run {folder.name}: {best} is missing")
+    return str(best)
+
+
+def _flat_config(config: TrainConfig) -> dict[str, Any]:
+    return flatten_config(config.to_dict())

@@ -1,0 +1,429 @@
+"""Run a search space on Ray Tune: checks, prerequisites, the Tuner, streamed Parquet results.
+
+``run_search`` does, in order:
+
+1. pre-flight checks that fail in seconds with one line naming the flag: a writable storage with
+   free space, an experiment folder that is new (or restorable with ``--resume``), the dataset
+   (structure, every frame decodable, the users the trials split on), a reachable cluster, and a
+   per-trial resource request that fits some node;
+2. the space's prerequisite runs (:mod:`tuner.tune.prerequisites`: e.g. the stage-1 model a
+   stage-2 grid starts from), each executed once and reused by every trial and by later searches
+   with the same configuration and dataset fingerprint (``<storage>/_prerequisites/``);
+3. the Tuner (or ``Tuner.restore``), with a checkpoint per epoch, retries from the last
+   checkpoint, and the Parquet callback writing ``trials.parquet`` and ``epochs.parquet``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from data_pipeline import (
+    GTEA61_CLASSES,
+    DatasetIndex,
+    dataset_fingerprint,
+    discover,
+    split_by_user,
+)
+from tuner.errors import UsageError
+from tuner.results import STORAGE_ENV, write_experiment_metadata
+from tuner.spaces import SearchSpace, SharingPlan, plan_sharing
+from tuner.training.config import TrainConfig
+from tuner.training.dataset_checks import DATASET_CHECKS_DIR, verify_once
+from tuner.tune.claim import LOCK_FILE, OWNER_FILE, ExperimentClaim, claim_new_experiment, describe
+from tuner.tune.console import build_progress_reporter, select_classic_console
+from tuner.tune.interrupt import graceful_interrupt
+from tuner.tune.params import (
+    build_param_space,
+    resolve_trial_config,
+    trial_configs,
+    trial_resources,
+)
+from tuner.tune.preflight import (
+    check_cluster_resources,
+    check_local_resources,
+    local_gpu_count,
+    require_imagenet_weights,
+    resource_requests,
+    state_bytes,
+)
+from tuner.tune.prerequisites import PREREQUISITES_DIR, run_prerequisites
+from tuner.tune.schedulers import build_tune_config
+from tuner.tune.session import connect, node_shapes
+from tuner.tune.trainable import CHECKPOINTS_DIR, checkpoint_config, train_trial
+
+__all__ = [
+    "DATASET_CHECKS_DIR",
+    "DEFAULT_MAX_FAILURES",
+    "PREREQUISITES_DIR",
+    "STATES_OF_HEADROOM",
+    "SearchOptions",
+    "SearchOutcome",
+    "run_search",
+]
+
+DEFAULT_MAX_FAILURES = 3
+
+STATES_OF_HEADROOM = 2
+"""Free space ``--storage`` must have when a search starts, in resume states of its largest
+trial: the first state a trial keeps and the one it writes next."""
+
+
+@dataclass
+class SearchOptions:
+    """Everything about a search that is not the space itself."""
+
+    data: Path
+    storage: Path
+    name: str | None = None
+    address: str | None = None
+    resume: bool = False
+    max_failures: int = DEFAULT_MAX_FAILURES
+    resource_flags: Mapping[str, float] = field(default_factory=dict)
+    """Per-trial resources given as flags (``{"gpus": 0.5}`` for ``--gpus-per-trial 0.5``), so
+    that a request no node can give is named as the user gave it."""
+    num_cpus: int | None = None
+    """CPUs of a local Ray started here (``None``: all of this machine's)."""
+    verbose: int = 1
+    argv: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+    trainable: Callable[..., None] = train_trial
+    """Function trainable of the trials, called as ``trainable(config, index=..., store=...)``
+    (``store``: the experiment's checkpoint folder); benchmarks swap in one with fixed, known work
+    to measure what the search machinery itself costs."""
+    reuse_actors: bool = True
+    """Let a trial's worker process run later trials (Tune's ``reuse_actors``) instead of
+    starting a new process, with its ray and torch imports and CUDA context, for every trial. The
+    trainable frees its GPU memory at the end of each trial and the actor takes the new trial's
+    name; ``False`` gives every trial a fresh process."""
+
+
+@dataclass
+class SearchOutcome:
+    """Where a finished search left its results."""
+
+    name: str
+    experiment_dir: Path
+    dashboard_url: str | None
+    num_trials: int
+    num_errors: int
+    interrupted: bool = False
+    """Stopped by SIGINT (Ctrl-C): the trials stopped where they were and Tune saved the
+    search's state, so ``egotune search --resume NAME`` continues it."""
+
+
+def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
+    """Run (or resume) ``space`` on Ray Tune and return where its results are."""
+    _refuse_uri_storage(options.storage)
+    storage = _prepare_storage(options.storage)
+    requests = resource_requests(space, options.resource_flags)
+    if _starts_local_ray(options):  # what this machine cannot give, before Ray starts
+        check_local_resources(requests, options.num_cpus or os.cpu_count() or 1, local_gpu_count())
+    _check_free_space(storage, space)
+    # egotune's tables hold every metric (and the per-video predictions); Tune's per-trial
+    # result.json and progress.csv would copy them into every trial folder. Without them, the
+    # result grid Tune builds at the end cannot read per-trial metrics and would say so.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    for warning in space.warnings:
+        print(f"warning: {warning}", flush=True)
+    claim = _claim_experiment(space, storage, options)
+    try:
+        outcome = _run_claimed(space, options, storage, requests, claim.folder)
+    except BaseException:
+        claim.release()
+        _remove_if_unused(claim.folder, resumed=options.resume)
+        raise
+    claim.release()
+    return outcome
+
+
+def _claim_experiment(space: SearchSpace, storage: Path, options: SearchOptions) -> ExperimentClaim:
+    """The experiment's folder, claimed for this search before anything else runs
+    (:mod:`tuner.tune.claim`)."""
+    if not options.resume:
+        name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return claim_new_experiment(storage, name, default=options.name is None)
+    assert options.name is not None
+    folder = storage / options.name
+    _check_experiment_dir(folder, resume=True)
+    claim = ExperimentClaim.take(folder)
+    if claim.previous is not None:
+        print(
+            f"egotune: note: {options.name} was last run by {describe(claim.previous)}, which "
+            "ended without releasing it (killed); this search takes it over",
+            file=sys.stderr,
+            flush=True,
+        )
+    return claim
+
+
+def _remove_if_unused(folder: Path, *, resumed: bool) -> None:
+    """A new experiment's folder that the failed search left with nothing but its claim."""
+    if resumed or not folder.is_dir():
+        return
+    if {p.name for p in folder.iterdir()} <= {LOCK_FILE, OWNER_FILE}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_claimed(
+    space: SearchSpace,
+    options: SearchOptions,
+    storage: Path,
+    requests: Any,
+    experiment_dir: Path,
+) -> SearchOutcome:
+    name = experiment_dir.name
+    index = _load_index(options.data, storage, space)
+    _check_imagenet_weights(space, options)
+    session = connect(options.address, num_cpus=options.num_cpus)
+    if session.dashboard_url:
+        print(f"Ray dashboard: {session.dashboard_url}", flush=True)
+    check_cluster_resources(requests, node_shapes())
+    fingerprint = dataset_fingerprint(index)
+    checkpoints = run_prerequisites(
+        space, index, storage, fingerprint, options.max_failures, options.verbose
+    )
+    write_experiment_metadata(
+        experiment_dir,
+        space_name=space.name,
+        space_text=_space_text(space),
+        overrides={
+            "data": str(options.data.resolve()),
+            "checkpoints": _plain_checkpoints(checkpoints),
+        },
+        dataset_fingerprint=fingerprint,
+        argv=list(options.argv),
+    )
+    sharing = _sharing(space, checkpoints)
+    if sharing is not None:
+        print(f"prefix sharing: {sharing[1].summary()}", flush=True)
+    tuner = _make_tuner(space, index, experiment_dir, checkpoints, options, sharing)
+    with graceful_interrupt() as interrupt:
+        results = tuner.fit()
+    return SearchOutcome(
+        name=name,
+        experiment_dir=experiment_dir,
+        dashboard_url=session.dashboard_url,
+        num_trials=len(results),
+        num_errors=results.num_errors,
+        interrupted=interrupt.seen,
+    )
+
+
+# -- pre-flight ---------------------------------------------------------------------------------
+
+
+def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
+    """A local search fetches (or finds) the ImageNet weights its trials ask for before Ray
+    starts, so that a missing file is one line rather than every trial failing inside Ray; a
+    cluster's nodes have their own cache, so nothing is checked there."""
+    if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
+        return
+    require_imagenet_weights(_every_run_config(space))
+
+
+def _starts_local_ray(options: SearchOptions) -> bool:
+    if options.address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    return ray is None or not ray.is_initialized()
+
+
+def _refuse_uri_storage(storage: Path) -> None:
+    """``s3://b/x`` parsed as a path becomes ``s3:/b/x``: a local folder named ``s3:``."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(storage)):
+        raise UsageError(
+            f"--storage {storage}: egotune writes results to a folder every node sees (NFS, a "
+            "mounted volume), not to a bucket URI; mount the bucket or sync the folder to it "
+            "(docs/cluster.md)"
+        )
+
+
+def _prepare_storage(storage: Path) -> Path:
+    storage = storage.expanduser().resolve()
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".egotune-write-test-") as probe:
+            probe.write(b"egotune")  # an empty file can still be created on a full disk
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise UsageError(
+            f"--storage {storage}: not writable ({exc.strerror or exc}); "
+            f"choose another folder or set ${STORAGE_ENV}"
+        ) from None
+    return storage
+
+
+def _check_free_space(storage: Path, space: SearchSpace) -> None:
+    """Room for the first checkpoints of the search's largest model, estimated from its shapes
+    (with GTEA61's 61 classes, an upper bound for any subset)."""
+    state = state_bytes(_every_run_config(space), len(GTEA61_CLASSES))
+    free = shutil.disk_usage(storage).free
+    if free < STATES_OF_HEADROOM * state:
+        raise UsageError(
+            f"--storage {storage}: only {_mib(free)} free; a trial of this search keeps "
+            f"checkpoints of up to {_mib(state)} each and needs room for at least "
+            f"{STATES_OF_HEADROOM} ({_mib(STATES_OF_HEADROOM * state)}); free some space or "
+            "choose another folder"
+        )
+
+
+def _every_run_config(space: SearchSpace) -> list[dict[str, Any]]:
+    """The configs of the search's trials and of its prerequisite runs (flat space cells)."""
+    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
+    return [*space.expand(), *prerequisites]
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
+    """A resumed experiment can be restored (a new one's folder is checked as it is claimed)."""
+    if resume:
+        from ray import tune
+
+        if not tune.Tuner.can_restore(str(experiment_dir)):
+            raise UsageError(
+                f"--resume {experiment_dir.name}: no restorable experiment at {experiment_dir}; "
+                "check --name and --storage (egotune results list shows the experiments)"
+            )
+
+
+def _load_index(data: Path, storage: Path, space: SearchSpace) -> DatasetIndex:
+    """The dataset's index, after every check a trial would otherwise fail on inside Ray."""
+    if not data.exists():
+        raise UsageError(f"--data {data}: no such folder")
+    index = discover(data)
+    verify_once(index, storage)  # what changed since the last search on this storage
+    _check_split_users(space, index)
+    return index
+
+
+def _check_split_users(space: SearchSpace, index: DatasetIndex) -> None:
+    """Every trial's ``train_users``/``val_users`` exist; a user no trial uses gets a note."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    used: set[str] = set()
+    for cell in space.expand():
+        train, val = (cell.get(key, defaults[key]) for key in ("train_users", "val_users"))
+        try:
+            split_by_user(index, train, val)
+        except ValueError as exc:
+            raise UsageError(f"{space.source}: {exc}; choose users of {index.root}") from None
+        used.update(train, val)
+    unused = [user for user in index.users if user not in used]
+    if unused:
+        print(
+            f"egotune: note: {', '.join(unused)} of {index.root} in neither train_users nor "
+            "val_users: no trial uses them",
+            file=sys.stderr,
+        )
+
+
+# -- the tuner ----------------------------------------------------------------------------------
+
+
+def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
+    config = TrainConfig.from_dict(resolve_trial_config(tune_config))
+    return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
+
+
+def _sharing(
+    space: SearchSpace, checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]]
+) -> tuple[list[dict[str, Any]], SharingPlan] | None:
+    """The trials and their prefix-sharing plan, when the space shares some epochs."""
+    if space.sharing_plan() is None:
+        return None
+    configs = trial_configs(space, checkpoints)
+    plan = plan_sharing([TrainConfig.from_dict(resolve_trial_config(c)) for c in configs])
+    return (configs, plan) if plan.shares else None
+
+
+def _make_tuner(
+    space: SearchSpace,
+    index: DatasetIndex,
+    experiment_dir: Path,
+    checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
+    options: SearchOptions,
+    sharing: tuple[list[dict[str, Any]], SharingPlan] | None = None,
+) -> Any:
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tuner.tune.callbacks import ParquetResultsCallback
+    from tuner.tune.sharing.searcher import PrefixSharingSearcher
+
+    store = str(experiment_dir / CHECKPOINTS_DIR)
+    trainable = tune.with_resources(
+        tune.with_parameters(options.trainable, index=index, store=store), trial_resources(space)
+    )
+    if options.resume:
+        select_classic_console()  # the restored reporter prints only on Tune's classic console
+        return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+    callback = ParquetResultsCallback(
+        experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs
+    )
+    tune_config = dataclasses.replace(
+        build_tune_config(space, experiment_dir), reuse_actors=options.reuse_actors
+    )
+    param_space = build_param_space(space, checkpoints)
+    if sharing is not None:
+        configs, plan = sharing
+        # values every trial has stay in the param space: trial names show what varies
+        param_space = {
+            key: value
+            for key, value in configs[0].items()
+            if all(key in config and config[key] == value for config in configs)
+        }
+        varying = [{k: v for k, v in c.items() if k not in param_space} for c in configs]
+        searcher: Any = PrefixSharingSearcher(varying, plan, store)
+        if space.scheduler.max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.scheduler.max_concurrent)
+        tune_config = dataclasses.replace(
+            tune_config, search_alg=searcher, num_samples=len(configs)
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=experiment_dir.name,
+            storage_path=str(experiment_dir.parent),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=checkpoint_config(),
+            callbacks=[callback],
+            verbose=options.verbose,
+            progress_reporter=build_progress_reporter(space),
+        ),
+    )
+
+
+def _hyperparameters(tune_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's TrainConfig values (what the Parquet columns hold), without internals."""
+    return resolve_trial_config(tune_config)
+
+
+def _space_text(space: SearchSpace) -> str:
+    import yaml
+
+    return yaml.safe_dump(space.document, sort_keys=False)
+
+
+def _plain_checkpoints(
+    checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [{"match": dict(match), "checkpoint": path} for match, path in runs.items()]
+        for name, runs in checkpoints.items()
+    }
