@@ -46,7 +46,7 @@ from torch.utils.data import default_collate
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from data_pipeline import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -55,12 +55,12 @@ from data_pipeline import (
     CropParams,
     DatasetIndex,
     FrameStore,
+    corner_box,
     default_scale_size,
     discover,
     rgb_frame_numbers,
     synthesize,
 )
-from data_pipeline._transforms import corner_box
 from tuner.training.config import TrainConfig
 from tuner.training.engine import Trainer
 

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 
 GOAL_S, GOAL_RATIO = 180.0, 3.0
 

@@ -42,7 +42,7 @@ from typing import Any
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 
 FIG10 = {
     "model": "ego_rnn_ms",
@@ -78,7 +78,7 @@ def legacy_trial(config: dict[str, Any], *, index: Any, store: Any = None) -> No
     from tuner.tune.trainable import _startup_s
 
     entered = time.perf_counter()
-    trainer = Trainer(TrainConfig.from_dict(resolve_trial_config(config)), index)
+    trainer = Trainer(TrainConfig.from_trial(resolve_trial_config(config)), index)
     history: list[dict[str, Any]] = []
     report_s, extra = 0.0, {"startup_s": _startup_s(entered)}
     for record_ in trainer.run():

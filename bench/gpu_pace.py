@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 
 FIG10: dict[str, Any] = {
     "model": "ego_rnn_ms",

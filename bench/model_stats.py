@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # run as a script from any folder: the repository root holds the models package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from models import create_model, list_models
 
 FRAMES, SIZE, CLASSES, MEM, FLOW_CHANNELS = 7, 224, 61, 512, 10

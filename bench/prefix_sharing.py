@@ -25,7 +25,7 @@ from typing import Any
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 
 GRID = {"lr": [1e-3, 1e-2], "milestones": [[2], [3]], "gamma": [0.1, 0.5]}
 TINY = {

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from tuner.spaces import REPLAYABLE
 from tuner.tune.replay import (
     RecordedCurves,

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from bench.tune_overhead import FixedWorkTrial, fixed_work_space, prepare, run_fixed_work
 
 MiB = 2**20

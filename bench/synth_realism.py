@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 
 SPACE = Path(__file__).resolve().parent / "synth_realism.yaml"
 SEEDED = {"lr": 1e-3, "weight_decay": 1e-5}  # the configuration the space repeats

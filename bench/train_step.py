@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from models import set_stage_mode, stage_param_groups, tap_size
 from tuner.training.config import MODEL_NAMES, TrainConfig, parse_overrides
 from tuner.training.recipes import build_model, recipe_for

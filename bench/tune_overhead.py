@@ -41,7 +41,7 @@ from typing import Any
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._record import record
+from bench.record import record
 from tuner.spaces import SearchSpace, parse_space
 from tuner.tune.search import SearchOptions, run_search
 

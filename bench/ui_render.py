@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
-from bench._record import record
+from bench.record import record
 from tuner import results
 from tuner.ui import create_app
 

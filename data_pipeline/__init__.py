@@ -36,21 +36,25 @@ from data_pipeline._index import (
 from data_pipeline._layout import COURSE, ORIGINAL, Layout, detect_layout
 from data_pipeline._sampling import flow_frame_numbers, flow_starts, rgb_frame_numbers
 from data_pipeline._scan import QUARANTINE, FatalProblem, Problem
-from data_pipeline._synth import SynthSummary, synthesize
 from data_pipeline._transforms import (
+    CORNERS,
     FLOW_MEAN,
     FLOW_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SCALES,
     ClipTransform,
     CropParams,
+    corner_box,
     default_scale_size,
     downsample_mmaps,
     normalize_flow,
     normalize_rgb,
 )
+from data_pipeline.synth import SynthSummary, synthesize
 
 __all__ = [
+    "CORNERS",
     "COURSE",
     "FLOW_MEAN",
     "FLOW_STD",
@@ -60,6 +64,7 @@ __all__ = [
     "MODALITIES",
     "ORIGINAL",
     "QUARANTINE",
+    "SCALES",
     "BatchFinisher",
     "CheckReport",
     "ClipDataset",
@@ -81,6 +86,7 @@ __all__ = [
     "Video",
     "check_dataset",
     "choose_classes",
+    "corner_box",
     "dataset_fingerprint",
     "default_scale_size",
     "detect_layout",

@@ -1,6 +1,6 @@
 """Drawing one synthetic GTEA61 video: RGB frames, warp flow and motion maps, written as PNGs.
 
-:mod:`data_pipeline._synth_scene` says what is where in every frame; this module rasterises it.
+:mod:`data_pipeline.synth_scene` says what is where in every frame; this module rasterises it.
 The camera shakes, so the whole RGB image moves, while the flow images hold the motion of the
 moving parts relative to the scene (the camera's motion removed, like the warp flow of the real
 data): 128 with mild noise on still pixels, ``128 + gain * displacement`` on moving ones. Motion
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data_pipeline._synth_scene import Look, Part, UserStyle, build_scene, play_backwards
+from data_pipeline.synth_scene import Look, Part, UserStyle, build_scene, play_backwards
 
 __all__ = ["VideoSpec", "render_video"]
 

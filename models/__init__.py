@@ -4,10 +4,21 @@ Build a model by name with :func:`create_model` (names from :func:`list_models`)
 returns a dict with ``"logits"`` and ``"features"`` (plus ``"ms"`` for the motion-segmentation
 models). :func:`stage_param_groups` and :func:`set_stage_mode` say what a training stage updates.
 No ray, no data loading; the only file I/O is reading weights.
+
+Every module of the package is imported here, so a new model module registers its model with no
+line added below (docs/models.md, "Adding a model family").
 """
 
+import importlib
+import pkgutil
+
 from models._registry import create_model, list_models, model_defaults, register_model
-from models._weights import Weights, WeightsUnavailableError, imagenet_cache_file
+from models._weights import (
+    Weights,
+    WeightsUnavailableError,
+    imagenet_cache_file,
+    load_state_dict_file,
+)
 from models.backbone import BACKBONES, BackboneOutput, ResNetBackbone, tap_size
 from models.cam_attention import CamAttention
 from models.conv_lstm import ConvLSTMCell
@@ -47,6 +58,7 @@ __all__ = [
     "imagenet_cache_file",
     "imagenet_to_flow_state",
     "list_models",
+    "load_state_dict_file",
     "model_defaults",
     "ms_loss",
     "register_model",
@@ -55,3 +67,6 @@ __all__ = [
     "static_clip",
     "tap_size",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -19,16 +19,24 @@ __all__ = ["create_model", "list_models", "model_defaults", "register_model"]
 
 _ModelFn = TypeVar("_ModelFn", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_PASSED_TO: dict[Callable[..., nn.Module], type] = {}
+"""Builder function -> the class its ``**keywords`` go to."""
 
 
-def register_model(name: str) -> Callable[[_ModelFn], _ModelFn]:
+def register_model(name: str, *, keywords_of: type | None = None) -> Callable[[_ModelFn], _ModelFn]:
     """Decorator registering a model class (or builder function) under ``name``; a second model
-    with the same name is an error."""
+    with the same name is an error.
+
+    A constructor's ``**keywords`` are those of the class it passes them on to: a class's base
+    class, or ``keywords_of`` for a builder function (:func:`model_defaults`).
+    """
 
     def register(constructor: _ModelFn) -> _ModelFn:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = constructor
+        if keywords_of is not None:
+            _PASSED_TO[constructor] = keywords_of
         return constructor
 
     return register
@@ -44,8 +52,18 @@ def model_defaults(name: str) -> dict[str, Any]:
 
     A caller holding a larger configuration (the training engine) can keep only these keys.
     """
-    params = inspect.signature(_lookup(name)).parameters.values()
-    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return _keywords(_lookup(name))
+
+
+def _keywords(constructor: Callable[..., Any]) -> dict[str, Any]:
+    params = inspect.signature(constructor).parameters.values()
+    own = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return own
+    passed_to = _PASSED_TO.get(constructor)
+    if passed_to is None and isinstance(constructor, type):
+        passed_to = next(b for b in constructor.__mro__[1:] if "__init__" in vars(b))
+    return {**(_keywords(passed_to) if passed_to is not None else {}), **own}
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -18,11 +18,12 @@ state c_T, trained to tell real clips (label ``DYNAMIC`` = 0) from clips repeati
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from models._registry import register_model
-from models._weights import Weights
 from models.backbone import tap_size
 from models.ego_rnn import EgoRnn, check_clip
 from models.motion_segmentation import MotionSegmentationHead, report_ms_dropout
@@ -51,26 +52,15 @@ class EgoRnnMs(EgoRnn):
     def __init__(
         self,
         *,
-        num_classes: int = 61,
-        mem_size: int = 512,
-        cam: bool = True,
-        backbone: str = "resnet34",
-        weights: Weights = None,
-        input_size: int = 224,
         ms_layer: str = "conv5",
         ms_task: str = "classification",
         ms_dropout: float | None = None,
+        **ego_rnn: Any,
     ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            mem_size=mem_size,
-            cam=cam,
-            backbone=backbone,
-            weights=weights,
-            input_size=input_size,
-        )
+        """``ego_rnn``: the keywords of :class:`EgoRnn`."""
+        super().__init__(**ego_rnn)
         self.ms_layer, self.ms_task = ms_layer, ms_task
-        map_size = tap_size(input_size, ms_layer)  # also rejects an unknown ms_layer
+        map_size = tap_size(self.input_size, ms_layer)  # also rejects an unknown ms_layer
         channels = self.backbone.tap_channels[ms_layer]
         dropout = report_ms_dropout(ms_layer) if ms_dropout is None else ms_dropout
         self.ms_head = MotionSegmentationHead(channels, map_size, ms_task, dropout=dropout)
@@ -102,33 +92,11 @@ class EgoRnnMs(EgoRnn):
 class EgoRnnMsSd(EgoRnnMs):
     """The MS model plus the static-dynamic discriminator on the pooled cell state."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 61,
-        mem_size: int = 512,
-        cam: bool = True,
-        backbone: str = "resnet34",
-        weights: Weights = None,
-        input_size: int = 224,
-        ms_layer: str = "conv5",
-        ms_task: str = "classification",
-        ms_dropout: float | None = None,
-        sd_train_conv5: bool = False,
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            mem_size=mem_size,
-            cam=cam,
-            backbone=backbone,
-            weights=weights,
-            input_size=input_size,
-            ms_layer=ms_layer,
-            ms_task=ms_task,
-            ms_dropout=ms_dropout,
-        )
+    def __init__(self, *, sd_train_conv5: bool = False, **ego_rnn_ms: Any) -> None:
+        """``ego_rnn_ms``: the keywords of :class:`EgoRnnMs`."""
+        super().__init__(**ego_rnn_ms)
         self.sd_train_conv5 = sd_train_conv5
-        self.sd_head = nn.Sequential(nn.Dropout(0.7), nn.Linear(mem_size, 2))
+        self.sd_head = nn.Sequential(nn.Dropout(0.7), nn.Linear(self.mem_size, 2))
 
     def discriminate(self, clip: Tensor) -> Tensor:
         """Clip (B, T, 3, H, W) -> static-dynamic logits (B, 2) (index 0 dynamic, 1 static).

@@ -11,10 +11,11 @@ the ``main`` group at the base rate.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from models._registry import register_model
-from models._weights import Weights
 from models.ego_rnn import EgoRnn, check_clip
 from models.representation_flow import RepresentationFlow
 from models.stages import StagePlan, check_stage
@@ -26,25 +27,9 @@ __all__ = ["EgoRnnRepFlow"]
 class EgoRnnRepFlow(EgoRnn):
     """Ego-RNN whose ConvLSTM reads the flow of conv3 features instead of single frames."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 61,
-        mem_size: int = 512,
-        cam: bool = True,
-        backbone: str = "resnet34",
-        weights: Weights = None,
-        input_size: int = 224,
-        repflow_iters: int = 10,
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            mem_size=mem_size,
-            cam=cam,
-            backbone=backbone,
-            weights=weights,
-            input_size=input_size,
-        )
+    def __init__(self, *, repflow_iters: int = 10, **ego_rnn: Any) -> None:
+        """``ego_rnn``: the keywords of :class:`EgoRnn`."""
+        super().__init__(**ego_rnn)
         channels = self.backbone.tap_channels["conv3"]
         self.repflow = RepresentationFlow(channels, bottleneck=32, iterations=repflow_iters)
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from models._registry import register_model
-from models._weights import Weights, as_state_dict, load_state_dict_file
+from models._weights import as_state_dict, load_state_dict_file
 from models.ego_rnn import EgoRnn, add_backbone_stage2
 from models.flow_resnet import FlowResNet
 from models.stages import StagePlan
@@ -70,40 +71,27 @@ class TwoStream(nn.Module):
         return plan
 
 
-@register_model("two_stream")
+_FLOW_SHARES = ("num_classes", "backbone", "weights", "input_size")
+
+
+@register_model("two_stream", keywords_of=EgoRnn)
 def two_stream(
     *,
     rgb_model: EgoRnn | None = None,
     flow_model: FlowResNet | None = None,
     rgb_checkpoint: BranchState | None = None,
     flow_checkpoint: BranchState | None = None,
-    num_classes: int = 61,
-    mem_size: int = 512,
-    cam: bool = True,
-    backbone: str = "resnet34",
-    weights: Weights = None,
-    input_size: int = 224,
     flow_stack: int = 5,
+    **ego_rnn: Any,
 ) -> TwoStream:
-    """Two-stream model from built branches, or from default ones built with the other keywords;
-    each branch is then loaded from its checkpoint when one is given."""
+    """Two-stream model from built branches, or from default ones built with the other keywords
+    (``ego_rnn``: those of :class:`EgoRnn`; the flow branch takes its class count, backbone,
+    weights and input size); each branch is then loaded from its checkpoint when one is given."""
     if rgb_model is None:
-        rgb_model = EgoRnn(
-            num_classes=num_classes,
-            mem_size=mem_size,
-            cam=cam,
-            backbone=backbone,
-            weights=weights,
-            input_size=input_size,
-        )
+        rgb_model = EgoRnn(**ego_rnn)
     if flow_model is None:
-        flow_model = FlowResNet(
-            num_classes=num_classes,
-            backbone=backbone,
-            weights=weights,
-            input_size=input_size,
-            flow_stack=flow_stack,
-        )
-    model = TwoStream(rgb_model, flow_model, num_classes=num_classes)
+        shared = {k: ego_rnn[k] for k in _FLOW_SHARES if k in ego_rnn}
+        flow_model = FlowResNet(**shared, flow_stack=flow_stack)
+    model = TwoStream(rgb_model, flow_model, num_classes=ego_rnn.get("num_classes", 61))
     model.load_branches(rgb_checkpoint, flow_checkpoint)
     return model

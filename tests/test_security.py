@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models._weights import load_state_dict_file
+from models import load_state_dict_file
 from tests.gtea_trees import make_tree
 from tuner.cli import main
 from tuner.errors import EgotuneError

@@ -12,10 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_pipeline import GTEA61_CLASSES, discover, rgb_frame_numbers, synthesize
-from data_pipeline._synth import GTEA61_SHAPE, USERS, _specs, gtea61_counts
-from data_pipeline._synth_scene import OBJECTS, build_scene, user_style
-from data_pipeline._transforms import CORNERS, SCALES, CropParams, corner_box
+from data_pipeline import (
+    CORNERS,
+    GTEA61_CLASSES,
+    SCALES,
+    CropParams,
+    corner_box,
+    discover,
+    rgb_frame_numbers,
+    synthesize,
+)
+from data_pipeline.synth import GTEA61_SHAPE, USERS, _specs, gtea61_counts
+from data_pipeline.synth_scene import OBJECTS, build_scene, user_style
 
 SIZE = (130, 73)  # the demo's frames: what 64-pixel crops are cut from
 pytestmark = pytest.mark.filterwarnings("ignore:.*tolerating")  # the planted defects

@@ -179,7 +179,7 @@ def test_transform_computes_torchvision_flip_then_resized_crop(flip, scale, corn
     """The cut-then-flip order and the direct resize give torchvision's pixels exactly."""
     from torchvision.transforms.v2 import functional as tvf
 
-    from data_pipeline._transforms import corner_box
+    from data_pipeline import corner_box
 
     rng = np.random.default_rng(7)
     frames = torch.from_numpy(rng.integers(0, 256, (3, 40, 72, 3), dtype=np.uint8))

@@ -115,7 +115,8 @@ def test_the_free_space_check_bounds_every_state_a_run_writes(synthetic_root, tm
     trainer = make_trainer(synthetic_root, **values)
     run(trainer, tmp_path, every=1)
     written = max(path.stat().st_size for path in tmp_path.glob("state-e*.pt"))
-    bound = state_bytes([tiny_config_values(**values)], len(trainer.classes))
+    config = TrainConfig.from_trial(tiny_config_values(**values))
+    bound = state_bytes([config], len(trainer.classes))
     assert written <= bound < 2 * written  # an upper bound, and a close one
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench._record import record
+from bench.record import record
 from tuner import cli
 from tuner.cli.bench import available
 

@@ -137,10 +137,10 @@ def test_accuracy_prints_hyperparameters_as_top_does(tmp_path, capsys):
 
 def test_the_default_level_of_the_parser_is_that_of_the_results_package():
     from tuner import results
-    from tuner.cli import _results_stats
     from tuner.cli import results as command
+    from tuner.cli import results_stats
 
-    assert command.LEVEL == _results_stats.LEVEL == results.LEVEL
+    assert command.LEVEL == results_stats.LEVEL == results.LEVEL
 
 
 def test_folds_of_a_search_without_folds_is_one_line(storage, capsys):

@@ -131,7 +131,7 @@ def test_json_puts_only_the_report_on_stdout(searched: dict[str, str]) -> None:
 
 
 def _egotune_command(path: str, cwd: Path) -> str:
-    code = "from tuner.cli._search_summary import egotune_command; print(egotune_command())"
+    code = "from tuner.cli.search_summary import egotune_command; print(egotune_command())"
     env = {**os.environ, "PATH": path}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True

@@ -13,38 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.console import error_line
 from tests.gtea_trees import Tree, make_tree
 from tuner.cli import main
-from tuner.errors import EgotuneError
 from tuner.results import write_experiment_metadata
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
 
 
-def error_line(err: str) -> str:
-    """The one ``egotune: error:`` line of ``err``; there is no traceback."""
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("egotune: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return make_tree(tmp_path_factory.mktemp("data") / "GTEA61", classes=("a", "b"), frames=3)
-
-
-@pytest.fixture
-def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    """Replaces the search's Ray connection; a call ends the search with a known error."""
-    calls: list[str | None] = []
-
-    def connect(address: str | None, **kwargs: object) -> None:
-        calls.append(address)
-        raise EgotuneError("pre-flight passed: Ray would start here")
-
-    monkeypatch.setattr("tuner.tune.search.connect", connect)
-    return calls
 
 
 @pytest.fixture

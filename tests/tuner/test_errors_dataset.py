@@ -12,17 +12,9 @@ import numpy as np
 import pytest
 
 from data_pipeline import ClipDataset, discover
+from tests.console import error_line
 from tests.gtea_trees import Tree, make_tree, write_image
 from tuner.cli import main
-from tuner.errors import EgotuneError
-
-
-def error_line(err: str) -> str:
-    """The one ``egotune: error:`` line of ``err``; there is no traceback."""
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("egotune: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +28,6 @@ def tree(template: Tree, tmp_path: Path) -> Tree:
     root = tmp_path / "data"
     shutil.copytree(template.root, root)
     return Tree(root, template.layout, list(template.videos))
-
-
-@pytest.fixture
-def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
-    """Replaces the search's Ray connection; a call ends the search with a known error."""
-    calls: list[str | None] = []
-
-    def connect(address: str | None, **kwargs: object) -> None:
-        calls.append(address)
-        raise EgotuneError("pre-flight passed: Ray would start here")
-
-    monkeypatch.setattr("tuner.tune.search.connect", connect)
-    return calls
 
 
 # -- planted defects: each returns the kind and the path the error must name --------------------

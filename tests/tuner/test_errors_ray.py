@@ -14,16 +14,9 @@ import pytest
 import ray
 import yaml
 
+from tests.console import error_line
 from tests.gtea_trees import Tree, make_tree
 from tuner.cli import main
-
-
-def error_line(err: str) -> str:
-    """The one ``egotune: error:`` line of ``err``; there is no traceback."""
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("egotune: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

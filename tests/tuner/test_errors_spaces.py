@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tests.console import error_line
 from tuner.cli import main
 
 TINY = "fixed: {model: ego_rnn, stage: 1, epochs: 4}\n"
@@ -140,14 +141,6 @@ BAD_FILES = [  # (file content, the key the message names, the rest of the messa
         id="python tag",
     ),
 ]
-
-
-def error_line(err: str) -> str:
-    """The one ``egotune: error:`` line of ``err``; there is no traceback."""
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("egotune: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from PIL import Image
 from tuner import results
 from tuner.errors import EgotuneError
 from tuner.results import EpochPartWriter, TrialsTableWriter
-from tuner.results._plots import lr_phases
 
 LRS = (1e-4, 1e-3)
 MILESTONES = ([30, 70], [40, 80])
@@ -180,7 +179,7 @@ def test_pivot_refuses_an_unknown_column(handmade):
 def test_lr_phases_follow_the_schedule(handmade):
     experiment, _ = handmade
     run = experiment.epochs[experiment.epochs["trial_id"] == "t00"]
-    assert lr_phases(run) == [(1, 3, 1e-3), (4, 5, 1e-4), (6, 7, pytest.approx(1e-5))]
+    assert results.lr_phases(run) == [(1, 3, 1e-3), (4, 5, 1e-4), (6, 7, pytest.approx(1e-5))]
 
 
 def test_curves_png_shows_the_curves(handmade, tmp_path):

@@ -110,7 +110,7 @@ def test_results_top_reads_epochs_a_stale_trials_table_lacks(tmp_path, capsys):
 
 
 def test_trials_that_failed_on_a_full_disk_end_the_search_with_one_line(tmp_path, capsys):
-    from tuner.cli._search_summary import egotune_command, print_search_summary, search_summary
+    from tuner.cli.search_summary import egotune_command, print_search_summary, search_summary
     from tuner.spaces import load_space
 
     exp = tmp_path / "grid"

@@ -21,7 +21,7 @@ def write_space(tmp_path, text, name="space.yaml"):
 
 def report_epochs(config):
     """A trainable that builds the real TrainConfig and reports six instant epochs."""
-    cfg = TrainConfig.from_dict(resolve_trial_config(config))
+    cfg = TrainConfig.from_trial(resolve_trial_config(config))
     for epoch in range(1, 7):
         tune.report({"epoch": epoch, "val_acc": 100 * cfg.stage_settings(2).lr * epoch})
 
@@ -151,7 +151,7 @@ def test_optuna_choices_of_lists_travel_as_text_and_come_back_as_lists(tmp_path)
     assert domain.categories == ["[2, 4]", "[3, 5]"]
     assert resolve_trial_config({"milestones": "[3, 5]", "alpha.ms": 0.5, "_point": 1}) == {
         "milestones": [3, 5],
-        "alpha": {"ms": 0.5},
+        "alpha.ms": 0.5,
     }
 
 

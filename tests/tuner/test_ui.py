@@ -329,16 +329,16 @@ def test_the_pages_draw_what_the_statistics_give(grid_storage, page, tmp_path):
 def test_the_trial_page_names_tunes_folder_of_the_trial_and_what_it_holds(tmp_path):
     """Tune names a trial's folder ``<trainable>_<trial id>``; with its per-trial logs off, the
     folder holds only the checkpoints it registered (and error.txt after a failure)."""
-    from tuner.ui._views import _folder_line, _trial_folders
+    from tuner.ui.views import folder_line, trial_folders
 
     folder = tmp_path / "train_trial_1c6c2_00001"
     for name in ("checkpoint_000000", "checkpoint_000001"):
         (folder / name).mkdir(parents=True)
     (tmp_path / "train_trial_1c6c2_000010").mkdir()  # another trial whose id starts the same
-    assert _trial_folders(tmp_path, "1c6c2_00001") == [folder]
-    assert _folder_line(folder) == f"{folder} (2 checkpoint pointer(s))"
+    assert trial_folders(tmp_path, "1c6c2_00001") == [folder]
+    assert folder_line(folder) == f"{folder} (2 checkpoint pointer(s))"
     (folder / "error.txt").write_text("Traceback")
-    assert _folder_line(folder) == f"{folder} (error.txt, 2 checkpoint pointer(s))"
+    assert folder_line(folder) == f"{folder} (error.txt, 2 checkpoint pointer(s))"
 
 
 # -- bad input: a clear page, no traceback, nothing written ---------------------------------

@@ -105,14 +105,13 @@ def _replay(args: argparse.Namespace) -> int:
 def _sharing(experiment: str, storage: Path | None) -> dict[str, Any] | None:
     """:func:`tuner.spaces.recorded_savings` of the experiment; ``None`` when its trials'
     configurations cannot be read back (tables of another trainable)."""
-    from dataclasses import fields
 
     from tuner.results import load_experiment
-    from tuner.spaces import nest_config, recorded_savings
-    from tuner.training.config import TrainConfig, flatten_config
+    from tuner.spaces import recorded_savings
+    from tuner.training.config import TrainConfig
 
     done = load_experiment(experiment, storage)
-    names = {f.name for f in fields(TrainConfig)} - {"seed"}
+    names = set(TrainConfig.keys()) - {"seed"}
     keys = [c for c in done.trials.columns if str(c).split(".")[0] in names]
     configs = []
     try:
@@ -120,7 +119,7 @@ def _sharing(experiment: str, storage: Path | None) -> dict[str, Any] | None:
             values = {key: _plain(row[key]) for key in keys if not _missing(row[key])}
             if not _missing(row.get("seed")):
                 values["seed"] = int(row["seed"])
-            configs.append(TrainConfig.from_dict(nest_config(flatten_config(values))))
+            configs.append(TrainConfig.from_trial(values))
     except (ValueError, TypeError):
         return None
     return recorded_savings(done.trials, done.epochs, configs)

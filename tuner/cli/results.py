@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.cli._results_stats import (
+from tuner.cli._text_table import cell_text, text_table
+from tuner.cli.results_stats import (
     add_stats_commands,
     compare_trials_command,
     is_trial_comparison,
 )
-from tuner.cli._text_table import cell_text, text_table
 from tuner.errors import UsageError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.cli._names import absolute_path, absolute_set_values, check_experiment_name
-from tuner.cli._search_summary import print_search_summary, resume_command, search_summary
+from tuner.cli.search_summary import print_search_summary, resume_command, search_summary
 from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
 

@@ -109,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
     index = discover(args.data)
     verify_frames(index)  # a truncated frame would otherwise stop the run at its first epoch
     _note_unused_users(index.users, config)
-    require_imagenet_weights([config.to_dict()])  # one line, not a traceback from the model
+    require_imagenet_weights([config])  # one line, not a traceback from the model
     trainer = Trainer(config, index)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(config.checkpoint_every))
     if latest is not None:

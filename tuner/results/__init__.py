@@ -121,7 +121,9 @@ __all__ = [
     "hyperparameter_columns",
     "list_experiments",
     "load_experiment",
+    "lr_phases",
     "outcomes",
+    "parallel_axes",
     "param_importances",
     "pivot_marks",
     "pivot_table",
@@ -151,6 +153,8 @@ __all__ = [
 ]
 
 _FIGURES = {
+    "lr_phases": "_plots",
+    "parallel_axes": "_plots",
     "plot_curves": "_plots",
     "plot_importances": "_plots",
     "plot_parallel": "_plots",
@@ -160,7 +164,8 @@ _FIGURES = {
 
 
 def __getattr__(name: str) -> Any:
-    """The figure functions: matplotlib loads when a figure is first drawn."""
+    """The figure functions (and the two helpers the web view shares with them): matplotlib
+    loads when a figure is first drawn."""
     if name in _FIGURES:
         import importlib
 

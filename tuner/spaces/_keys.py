@@ -9,7 +9,13 @@ from typing import Any
 
 from tuner.hints import did_you_mean
 from tuner.training.checks import is_number
-from tuner.training.config import MODEL_NAMES, TrainConfig
+from tuner.training.config import (
+    TrainConfig,
+    core_keys,
+    nest_config,
+    registered_options,
+)
+from tuner.training.recipes import RECIPES
 
 __all__ = [
     "SEED",
@@ -56,40 +62,48 @@ def _kind_of(hint: Any) -> tuple[str, bool]:
     return hint.__name__, optional
 
 
-def _build_key_kinds() -> dict[str, tuple[str, bool]]:
+def _core_key_kinds() -> dict[str, tuple[str, bool]]:
     kinds: dict[str, tuple[str, bool]] = {}
-    for name, hint in typing.get_type_hints(TrainConfig).items():
+    hints = typing.get_type_hints(TrainConfig)
+    for name in core_keys():
         if name in ("stage1", "alpha"):
-            for sub, sub_hint in typing.get_type_hints(hint).items():
+            for sub, sub_hint in typing.get_type_hints(hints[name]).items():
                 kinds[f"{name}.{sub}"] = _kind_of(sub_hint)
         else:
-            kinds[name] = _kind_of(hint)
+            kinds[name] = _kind_of(hints[name])
     kinds["stage"] = ("stage", False)  # "1", "2", "both"; YAML writes the first two as ints
     return kinds
 
 
-_KEY_KINDS = _build_key_kinds()
+_CORE_KINDS = _core_key_kinds()
+
+
+def _key_kinds() -> dict[str, tuple[str, bool]]:
+    """Every key's ``(kind, optional)``: the core keys', then the registered options' (a recipe
+    registered after this module was imported adds its keys)."""
+    options = {name: _kind_of(option.type) for name, option in registered_options().items()}
+    return {**_CORE_KINDS, **options}
 
 
 def known_key(key: str) -> bool:
     """Whether ``key`` (dotted for nested ones: ``alpha.ms``) is a TrainConfig key."""
-    return key in _KEY_KINDS
+    return key in _key_kinds()
 
 
 def unknown_key_message(key: str) -> str:
     """``unknown key`` with the closest known key, if one is close."""
-    hint = did_you_mean(key, _KEY_KINDS)
+    hint = did_you_mean(key, _key_kinds())
     return f"unknown key ({hint})" if hint else "unknown key"
 
 
 def path_keys() -> tuple[str, ...]:
     """Keys a prerequisite can provide: paths of checkpoints."""
-    return tuple(k for k in _KEY_KINDS if k.endswith("_checkpoint"))
+    return tuple(k for k in _key_kinds() if k.endswith("_checkpoint"))
 
 
 def key_kind(key: str) -> str:
     """The value kind of a (dotted) TrainConfig key: int, float, str, bool, stage, *_list."""
-    return _KEY_KINDS[key][0]
+    return _key_kinds()[key][0]
 
 
 def as_float(value: Any) -> float | None:
@@ -105,7 +119,7 @@ def as_float(value: Any) -> float | None:
 
 
 def check_key(source: str, where: str, key: Any) -> str:
-    if not isinstance(key, str) or key not in _KEY_KINDS:
+    if not isinstance(key, str) or key not in _key_kinds():
         where = f"{where}.{key}" if where else str(key)
         raise SpaceError(source, where, unknown_key_message(str(key)))
     return key
@@ -113,7 +127,7 @@ def check_key(source: str, where: str, key: Any) -> str:
 
 def normalize_value(source: str, where: str, key: str, value: Any) -> Any:
     """Check ``value`` against the kind of ``key``; floats and stages come back normalised."""
-    kind, optional = _KEY_KINDS[key]
+    kind, optional = _key_kinds()[key]
     if value is None:
         if optional:
             return None
@@ -130,9 +144,9 @@ def normalize_value(source: str, where: str, key: str, value: Any) -> Any:
     if kind == "stage" and value in (1, 2, "1", "2", "both") and not isinstance(value, bool):
         return str(value)
     if kind == "str" and isinstance(value, str):
-        if key == "model" and value not in MODEL_NAMES:
+        if key == "model" and value not in RECIPES:
             raise SpaceError(
-                source, where, f"unknown model {value!r} (known: {', '.join(MODEL_NAMES)})"
+                source, where, f"unknown model {value!r} (known: {', '.join(RECIPES)})"
             )
         return value
     if kind.endswith("_list") and isinstance(value, list):
@@ -168,18 +182,6 @@ def typed_mapping(source: str, where: str, value: Any) -> dict[str, Any]:
         key: normalize_value(source, f"{where}.{key}", key, item)
         for key, item in flat_mapping(source, where, value).items()
     }
-
-
-def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn dotted keys (``alpha.ms``) into the nested mapping ``TrainConfig.from_dict`` takes."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        parent, dot, leaf = key.partition(".")
-        if dot:
-            nested.setdefault(parent, {})[leaf] = value
-        else:
-            nested[key] = value
-    return nested
 
 
 def describe(values: Mapping[str, Any]) -> str:

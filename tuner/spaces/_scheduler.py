@@ -10,12 +10,12 @@ from typing import Any
 from tuner.hints import did_you_mean
 from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import SpaceError, as_float, section_keys, typed_mapping
+from tuner.training.config import TrainConfig
 
 __all__ = [
     "ALGORITHMS",
     "ASHA_REDUCTION_FACTOR",
     "METRICS",
-    "MUTABLE_KEYS",
     "Algorithm",
     "SchedulerSettings",
     "asha_grace_period",
@@ -82,10 +82,6 @@ _POPULATION_SETTINGS = (
     "resample_probability",
     "mutations",
 )
-MUTABLE_KEYS = ("lr", "weight_decay", "lr_flow", "lr_repflow_scale", "alpha.ms", "alpha.sd")
-"""Keys a population-based search may change when a trial continues from another's state:
-they act from the next step on (the optimiser's rate and decay, the auxiliary loss weights),
-so a continuing trial applies them exactly; the schedule keys would not."""
 QUANTILE_FRACTION = 0.25
 RESAMPLE_PROBABILITY = 0.25
 
@@ -297,8 +293,9 @@ def _parse_mutations(
         raise SpaceError(source, where, "expected a mapping of keys to distributions")
     mutations = {}
     for key, spec in value.items():
-        if key not in MUTABLE_KEYS:
-            suffix = did_you_mean(str(key), MUTABLE_KEYS, listing=True)
+        mutable = TrainConfig.mutable_keys()
+        if key not in mutable:
+            suffix = did_you_mean(str(key), mutable, listing=True)
             raise SpaceError(source, f"{where}.{key}", f"cannot be mutated ({suffix})")
         if key in sections["grid"] or any(key in point for point in sections["points"]):
             raise SpaceError(

@@ -18,7 +18,6 @@ from tuner.spaces._keys import (
     flat_mapping,
     is_number,
     known_key,
-    nest_config,
     normalize_value,
     section_keys,
     typed_mapping,
@@ -110,6 +109,11 @@ class SearchSpace:
     folds: list[dict[str, list[str]]] = field(default_factory=list)
     """Cross-validation folds (``train_users``, ``val_users``), an axis of every trial; empty:
     the configuration's split (the report's: train on S1, S3, S4, validate on S2)."""
+    trial_configs: tuple[TrainConfig, ...] = field(default=(), repr=False, compare=False)
+    """Each cell's configuration, in the order of :meth:`expand` (sampled keys at a first
+    candidate, prerequisite keys as placeholders): computed once, when the space is parsed."""
+    prerequisite_configs: tuple[TrainConfig, ...] = field(default=(), repr=False, compare=False)
+    """Each prerequisite run's configuration (:meth:`prerequisite_runs`), computed then too."""
     share_prefixes: bool = True
     """Run the epochs that trials of a grid compute identically once
     (:mod:`tuner.spaces._sharing`);
@@ -120,14 +124,19 @@ class SearchSpace:
         not share: ``share_prefixes: false``, sampled keys or a population-based scheduler."""
         if not self.share_prefixes or self.is_sampled or not self.scheduler.shares_prefixes:
             return None
-        cells = self.expand() * self.scheduler.num_samples
-        prerequisites = self.trial_level_prerequisites()
-        groups = [
-            tuple((p.name, tuple(_hashable(cell.get(k)) for k in p.match)) for p in prerequisites)
-            for cell in cells
-        ]
-        configs = [TrainConfig.from_dict(nest_config(cell)) for cell in cells]
-        return plan_sharing(configs, groups)
+        if "_sharing_plan" not in self.__dict__:  # computed once per space
+            samples = self.scheduler.num_samples
+            cells = self.expand() * samples
+            prerequisites = self.trial_level_prerequisites()
+            groups = [
+                tuple((p.name, tuple(_hashable(c.get(k)) for k in p.match)) for p in prerequisites)
+                for c in cells
+            ]
+            plan = plan_sharing(list(self.trial_configs) * samples, groups)
+            object.__setattr__(self, "_sharing_plan", plan)
+        plan = self.__dict__["_sharing_plan"]
+        assert isinstance(plan, SharingPlan)
+        return plan
 
     @property
     def is_sampled(self) -> bool:
@@ -267,9 +276,13 @@ def parse_space(document: Any, source: str = "<string>", name: str | None = None
         document=_canonical_document(document, sections, prerequisites, settings),
         share_prefixes=_parse_share_prefixes(source, document.get("share_prefixes")),
     )
-    max_epochs, warned = validate_trials(space)
+    checked = validate_trials(space)
     return replace(
-        space, scheduler=fill_asha_defaults(source, settings, max_epochs), warnings=warned
+        space,
+        scheduler=fill_asha_defaults(source, settings, checked.max_epochs),
+        warnings=checked.warnings,
+        trial_configs=checked.trial_configs,
+        prerequisite_configs=checked.prerequisite_configs,
     )
 
 

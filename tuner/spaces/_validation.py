@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.spaces._keys import SpaceError, describe, nest_config
+from tuner.spaces._keys import SpaceError, describe
 from tuner.spaces._prerequisites import check_match_keys
 from tuner.training.config import TrainConfig, config_warnings
 
 if TYPE_CHECKING:
     from tuner.spaces._space import SearchSpace
 
-__all__ = ["validate_trials"]
+__all__ = ["Checked", "validate_trials"]
 
 
 def _placeholder(name: str) -> str:
@@ -21,7 +22,7 @@ def _placeholder(name: str) -> str:
 
 def _check_config(source: str, values: Mapping[str, Any], context: str) -> TrainConfig:
     try:
-        return TrainConfig.from_dict(nest_config(values))
+        return TrainConfig.from_trial(values)
     except ValueError as exc:
         raise SpaceError(source, "", f"{exc} ({context})") from None
 
@@ -37,29 +38,49 @@ def _trial_variants(space: SearchSpace, cell: dict[str, Any]) -> Iterator[dict[s
         yield {**cell, **point}
 
 
-def validate_trials(space: SearchSpace) -> tuple[int, tuple[str, ...]]:
-    """Check every trial with ``TrainConfig.from_dict``; returns the most epochs a trial trains
-    and the configuration warnings, each naming the file, the key and how many trials it hits."""
+@dataclass(frozen=True)
+class Checked:
+    """What checking a space's trials found."""
+
+    max_epochs: int
+    """The most epochs a trial trains."""
+    warnings: tuple[str, ...]
+    """Configuration warnings, each naming the file, the key and how many trials it hits."""
+    trial_configs: tuple[TrainConfig, ...]
+    """Each cell's configuration (sampled keys at a first candidate, prerequisite keys as
+    placeholders)."""
+    prerequisite_configs: tuple[TrainConfig, ...]
+    """Each prerequisite run's configuration."""
+
+
+def validate_trials(space: SearchSpace) -> Checked:
+    """Check every trial with ``TrainConfig.from_trial`` (each sampled key at every candidate of
+    its distribution, once at least), and every prerequisite run."""
     check_match_keys(space)
     provided = {p.provides: _placeholder(p.name) for p in space.trial_level_prerequisites()}
     varying = space.varying_keys
     max_epochs = 1
     warned: dict[str, int] = {}
+    cells: list[TrainConfig] = []
     for cell in space.expand():
-        for trial in _trial_variants(space, cell):
+        for variant, trial in enumerate(_trial_variants(space, cell)):
             shown = {k: trial[k] for k in varying if k in trial}
             context = f"trial {describe(shown)}" if shown else "every trial"
             config = _check_config(space.source, {**trial, **provided}, context)
+            if variant == 0:
+                cells.append(config)
             max_epochs = max(
                 max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
             )
             for message in config_warnings(config):
                 warned[message] = warned.get(message, 0) + 1
+    runs = []
     for run in space.prerequisite_runs():
         needs = {space.prerequisites[name].provides: _placeholder(name) for name, _ in run.requires}
-        _check_config(space.source, {**run.config, **needs}, f"prerequisite {run.name}")
+        values = {**space.fixed, **run.config, **needs}
+        runs.append(_check_config(space.source, values, f"prerequisite {run.name}"))
     counted = not space.is_sampled and not space.scheduler.points_to_evaluate
     lines = tuple(
         f"{space.source}: {m}" + (f" ({n} trial(s))" if counted else "") for m, n in warned.items()
     )
-    return max_epochs, lines
+    return Checked(max_epochs, lines, tuple(cells), tuple(runs))

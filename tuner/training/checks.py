@@ -2,23 +2,31 @@
 
 :class:`tuner.training.config.TrainConfig` and :class:`tuner.training.config.StageSettings` call
 them on construction; they read attributes only, so this module does not import the configuration.
+The core keys are checked here; each model family's options by the checks its recipe declares
+(:mod:`tuner.training.recipes.options`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from typing import Any
 
 from tuner.training.checkpoints.policy import check_checkpoint_every
-from tuner.training.recipes import RECIPES, recipe_for
+from tuner.training.recipes import OPTIONS, RECIPES, recipe_for
+from tuner.training.recipes.options import (
+    LIMIT_REASON,
+    check_bool,
+    check_choice,
+    check_int,
+    check_learning_rate,
+    check_path,
+    check_positive,
+    is_number,
+)
 
 __all__ = [
     "COMPILE_MODES",
     "LIMITS",
-    "MAX_LR",
     "MODEL_NAMES",
-    "MS_LAYERS",
     "check_choice",
     "check_int",
     "check_learning_rate",
@@ -31,31 +39,20 @@ __all__ = [
     "validate_stage_settings",
 ]
 
-MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
-"""Motion-segmentation taps and their map side at 224 px."""
 LIMITS = {
     "epochs": 100_000,
     "frames": 512,
     "batch_size": 4096,
     "crop_size": 1024,
-    "mem_size": 8192,
-    "flow_stack": 64,
-    "flow_segments": 64,
-    "repflow_iters": 1000,
     "num_workers": 256,
 }
 """Largest accepted value of each size key: far beyond the report (750 epochs, 25 frames,
 224 px, 512 ConvLSTM channels), and small enough that no configuration is sized to fail in an
 allocator or to plan a search that never ends."""
-_LIMIT_REASON = "a larger one is a typo or would not fit in memory"
 MODEL_NAMES = tuple(RECIPES)
 """Every model with a recipe, in registration order."""
 COMPILE_MODES = ("off", "default", "reduce-overhead", "auto")
 """Values of ``compile`` (:mod:`tuner.training.device`)."""
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def looks_numeric(text: str) -> bool:
@@ -74,42 +71,6 @@ def coerce_number(value: Any) -> Any:
     return value
 
 
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-    options = tuple(choices)
-    if value not in options:
-        raise ValueError(f"{name}: must be one of {', '.join(map(str, options))}; got {value!r}")
-
-
-def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
-        raise ValueError(f"{name}: must be an integer {bound}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(
-            f"{name}: must be an integer from {minimum} to {maximum:,}, got {value:,} "
-            f"({_LIMIT_REASON})"
-        )
-
-
-def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = is_number(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
-
-
-MAX_LR = 10.0
-"""Largest accepted learning rate: the report's are 1e-4 to 1e-2, and SGD or Adam with a rate
-above 10 turns the first loss into infinity."""
-
-
-def check_learning_rate(name: str, value: float) -> None:
-    if value > MAX_LR:
-        raise ValueError(
-            f"{name}: at most {MAX_LR:g} (a larger rate diverges at once), got {value:g}"
-        )
-
-
 def validate_stage_settings(s: Any, prefix: str) -> None:
     """Check (and coerce in place) the optimisation settings of ``s``."""
     object.__setattr__(s, "milestones", coerce_number(s.milestones))
@@ -118,7 +79,6 @@ def validate_stage_settings(s: Any, prefix: str) -> None:
     if s.optimizer is not None:
         check_choice(f"{prefix}optimizer", s.optimizer, ("adam", "sgd"))
     if s.lr is not None:
-        check_positive(f"{prefix}lr", s.lr)
         check_learning_rate(f"{prefix}lr", s.lr)
     if s.weight_decay is not None:
         check_positive(f"{prefix}weight_decay", s.weight_decay, allow_zero=True)
@@ -139,20 +99,17 @@ def check_milestones(name: str, value: Any) -> None:
         raise ValueError(f"{name}: must be strictly increasing, got {list(value)}")
     if value and value[-1] > LIMITS["epochs"]:
         raise ValueError(
-            f"{name}: epochs up to {LIMITS['epochs']:,}, got {value[-1]:,} ({_LIMIT_REASON})"
+            f"{name}: epochs up to {LIMITS['epochs']:,}, got {value[-1]:,} ({LIMIT_REASON})"
         )
 
 
 def validate_config(cfg: Any) -> None:
     """Every check of a ``TrainConfig``."""
-    check_choice("model", cfg.model, MODEL_NAMES)
+    check_choice("model", cfg.model, tuple(RECIPES))
     check_choice("stage", cfg.stage, ("1", "2", "both"))
     check_int("frames", cfg.frames, 1, LIMITS["frames"])
     check_int("batch_size", cfg.batch_size, 1, LIMITS["batch_size"])
     validate_stage_settings(cfg, prefix="")  # the last stage's settings sit on cfg itself
-    check_positive("lr_flow", cfg.lr_flow)
-    check_learning_rate("lr_flow", cfg.lr_flow)
-    check_positive("lr_repflow_scale", cfg.lr_repflow_scale)
     check_int("crop_size", cfg.crop_size, 32, LIMITS["crop_size"])
     check_int("seed", cfg.seed, 0)
     if not isinstance(cfg.device, str) or not (
@@ -163,9 +120,8 @@ def validate_config(cfg: Any) -> None:
     check_choice("compile", cfg.compile, COMPILE_MODES)
     check_checkpoint_every(cfg.checkpoint_every)
     check_int("num_workers", cfg.num_workers, 0, LIMITS["num_workers"])
-    for name in ("channels_last", "pin_memory", "drop_last", "cam", "sd_train_conv5"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ValueError(f"{name}: must be true or false, got {getattr(cfg, name)!r}")
+    for name in ("channels_last", "pin_memory", "drop_last"):
+        check_bool(name, getattr(cfg, name))
     _validate_users(cfg)
     check_choice("backbone", cfg.backbone, ("resnet18", "resnet34", "resnet50"))
     if not isinstance(cfg.weights, str) or not cfg.weights:
@@ -178,23 +134,12 @@ def validate_config(cfg: Any) -> None:
         raise ValueError(
             f"frame_store_dir: must be a folder path or null, got {cfg.frame_store_dir!r}"
         )
-    check_int("mem_size", cfg.mem_size, 1, LIMITS["mem_size"])
-    check_int("flow_stack", cfg.flow_stack, 1, LIMITS["flow_stack"])
-    check_int("flow_segments", cfg.flow_segments, 1, LIMITS["flow_segments"])
-    check_choice("ms_layer", cfg.ms_layer, tuple(MS_LAYERS))
-    check_choice("ms_task", cfg.ms_task, ("classification", "regression"))
-    check_choice("ms_target", cfg.ms_target, ("binary", "gray"))
-    check_choice("ms_downsample", cfg.ms_downsample, ("point", "grid"))
-    check_choice("ms_loss_norm", cfg.ms_loss_norm, ("pixel", "frame_sum"))
-    if cfg.ms_target == "gray" and cfg.ms_task != "regression":
-        raise ValueError("ms_target: gray targets need ms_task=regression")
-    if cfg.ms_dropout is not None and not (is_number(cfg.ms_dropout) and 0 <= cfg.ms_dropout < 1):
-        raise ValueError(f"ms_dropout: must be in [0, 1) or null, got {cfg.ms_dropout!r}")
-    check_int("repflow_iters", cfg.repflow_iters, 1, LIMITS["repflow_iters"])
-    for name in ("init_checkpoint", "rgb_checkpoint", "flow_checkpoint"):
-        value = getattr(cfg, name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"{name}: must be a path or null, got {value!r}")
+    if cfg.init_checkpoint is not None:
+        check_path("init_checkpoint", cfg.init_checkpoint)
+    for name, option in OPTIONS.items():
+        option.validate(cfg.options[name])
+    for check in dict.fromkeys(r.check for r in RECIPES.values() if r.check is not None):
+        check(cfg)
     if not recipe_for(cfg.model).staged and cfg.stage == "both":
         raise ValueError(f"stage: {cfg.model} has a single training phase; use stage 1 or 2")
     if cfg.stage == "both" and cfg.init_checkpoint is not None:

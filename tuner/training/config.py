@@ -11,6 +11,7 @@ This module does not import ray or torch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -21,14 +22,14 @@ import yaml
 from tuner.hints import did_you_mean
 from tuner.training.checks import (
     MODEL_NAMES,
-    MS_LAYERS,
     coerce_number,
     is_number,
     looks_numeric,
     validate_config,
     validate_stage_settings,
 )
-from tuner.training.recipes import recipe_for
+from tuner.training.recipes import OPTIONS, recipe_for
+from tuner.training.recipes.options import Option
 
 __all__ = [
     "MAX_YAML_DEPTH",
@@ -39,9 +40,12 @@ __all__ = [
     "StageSettings",
     "TrainConfig",
     "config_warnings",
+    "core_keys",
     "flatten_config",
     "load_yaml",
+    "nest_config",
     "parse_overrides",
+    "registered_options",
     "report_defaults",
     "yaml_error_text",
 ]
@@ -53,6 +57,7 @@ RUNTIME_KEYS = frozenset(
 SCHEDULE_KEYS = ("optimizer", "lr", "weight_decay", "epochs", "milestones", "gamma")
 """Keys of a stage's optimisation settings (:class:`StageSettings`): top-level for the last stage,
 ``stage1.<key>`` for stage 1 of ``stage: both``."""
+_MUTABLE_CORE_KEYS = ("lr", "weight_decay", "alpha.ms", "alpha.sd")
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class AuxWeights:
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=True)
 class TrainConfig:
     """Every setting of one training run (one trial of a search)."""
 
@@ -118,12 +123,6 @@ class TrainConfig:
     """MultiStepLR milestones in epochs; ``None`` takes the report's value."""
     gamma: float | None = None
     """LR decay factor; ``None`` takes the report's value."""
-    lr_flow: float = 1e-4
-    """Learning rate of the flow network's layer4 in the two-stream model."""
-    lr_repflow_scale: float = 0.01
-    """Learning-rate multiplier of the representation-flow layer's TV-L1 parameters (theta,
-    lambda, tau, derivative kernels): 0.01 as in the official code; its bottleneck, expansion and
-    BatchNorm train at the base rate."""
     stage1: StageSettings = field(default_factory=StageSettings)
     """Stage-1 optimisation settings used when ``stage`` is ``both``."""
     alpha: AuxWeights = field(default_factory=AuxWeights)
@@ -173,38 +172,43 @@ class TrainConfig:
     bn_calibration: str = "auto"
     """Set BatchNorm running statistics from one pass over the training data before training:
     ``on``, ``off``, or ``auto`` (on for random weights that start no checkpoint)."""
-    cam: bool = True
-    """Use the CAM spatial attention in the Ego-RNN family."""
-    mem_size: int = 512
-    """ConvLSTM channels."""
-    flow_stack: int = 5
-    """Flow frames stacked per sample (2 * flow_stack input channels)."""
-    flow_segments: int = 1
-    """Flow stacks averaged at evaluation (the report's training-time value is 1)."""
-    ms_layer: str = "conv5"
-    """Backbone tap of the motion-segmentation head: conv5 (7x7), conv4 (14x14) or conv3 (28x28)."""
-    ms_task: str = "classification"
-    """Motion-segmentation task: ``classification`` (2 logits per cell) or ``regression``."""
-    ms_target: str = "binary"
-    """mmap target: ``binary`` (0/1) or ``gray`` (cell mean, regression only)."""
-    ms_downsample: str = "point"
-    """mmap downsampling: ``point`` (cell centres) or ``grid`` (block mean, the grid technique)."""
-    ms_loss_norm: str = "frame_sum"
-    """``frame_sum`` (the report's sum over cells / (B*T)) or ``pixel`` (mean over cells, l^2
-    times smaller)."""
-    ms_dropout: float | None = None
-    """Dropout of the motion-segmentation head before its linear layer; ``None`` takes the
-    report's: 0.5 on conv5, 0.2 on conv4 / conv3."""
-    sd_train_conv5: bool = False
-    """Let the static-dynamic loss reach conv5 (layer4) as well as the ConvLSTM and its head."""
-    repflow_iters: int = 10
-    """TV-L1 iterations of the representation-flow layer."""
     init_checkpoint: str | None = None
     """Stage-1 checkpoint a stage-2 run starts from (path)."""
-    rgb_checkpoint: str | None = None
-    """Two-stream: trained Ego-RNN (stage 2) checkpoint."""
-    flow_checkpoint: str | None = None
-    """Two-stream: trained flow_resnet34 checkpoint."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The model families' options (:data:`tuner.training.recipes.OPTIONS`), by key: read as
+    attributes (``cfg.ms_layer``) and written as top-level keys everywhere (``ms_layer: conv4``
+    in a space, ``--set ms_layer=conv4``, the ``ms_layer`` column), like the keys above. Every
+    configuration has every registered option, at its default unless set."""
+
+    def __init__(self, **values: Any) -> None:
+        declared = registered_options()
+        given = dict(values.pop("options", None) or {})
+        for item in fields(self):
+            if item.name == "options":
+                continue
+            if item.name in values:
+                value = values.pop(item.name)
+            elif item.default is not dataclasses.MISSING:
+                value = item.default
+            else:
+                value = item.default_factory()  # type: ignore[operator]
+            object.__setattr__(self, item.name, value)
+        given.update({k: values.pop(k) for k in list(values) if k in declared})
+        if values:
+            key = next(iter(values))
+            raise ValueError(f"{key}: unknown key ({_known_keys_hint(key, self.keys())})")
+        options = {name: given.get(name, option.default) for name, option in declared.items()}
+        object.__setattr__(self, "options", options)
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options")
+        if options is not None and name in options:
+            return options[name]
+        raise AttributeError(f"TrainConfig has no key {name!r}")
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -212,10 +216,41 @@ class TrainConfig:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every top-level key: the core ones, then the registered options."""
+        return (*core_keys(), *registered_options())
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The value of every top-level key when a configuration does not set it."""
+        return TrainConfig().to_dict()
+
+    @classmethod
+    def mutable_keys(cls) -> tuple[str, ...]:
+        """Keys a population search may change when a trial continues from another's state:
+        they act from the next step on (the optimiser's rate and decay, the auxiliary loss
+        weights, options declared ``mutable``), so a continuing trial applies them exactly; the
+        schedule keys would not."""
+        mutable = (name for name, option in registered_options().items() if option.mutable)
+        return (*_MUTABLE_CORE_KEYS, *mutable)
+
+    @classmethod
+    def from_trial(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The configuration of a trial's values: flat keys, dotted for nested ones
+        (``alpha.ms``), as search spaces, Ray Tune's trial configs and the Parquet columns hold
+        them, or nested mappings; keys starting with ``_`` (Tune-side entries of a trial's
+        config) are not configuration and are left out. The inverse of :meth:`to_flat`."""
+        return cls.from_dict(nest_config({k: v for k, v in values.items() if k[:1] != "_"}))
+
+    def to_flat(self) -> dict[str, Any]:
+        """Flat keys, nested ones dotted (``alpha.ms``): a trial's values, a table's columns."""
+        return flatten_config(self.to_dict())
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a (possibly nested) mapping; unknown keys raise ``ValueError`` naming them."""
         kwargs: dict[str, Any] = {}
-        names = {f.name for f in fields(cls)}
+        names = set(cls.keys())
         for key, value in values.items():
             if key not in names:
                 raise ValueError(f"{key}: unknown key ({_known_keys_hint(key, names)})")
@@ -238,8 +273,12 @@ class TrainConfig:
         return TrainConfig.from_dict(merged)
 
     def to_dict(self) -> dict[str, Any]:
-        """Nested plain-python form (tuples become lists), YAML/JSON friendly."""
-        return _plain(dataclasses.asdict(self))
+        """Nested plain-python form (tuples become lists), YAML/JSON friendly; the options are
+        top-level keys."""
+        values = {name: getattr(self, name) for name in core_keys()}
+        values["stage1"] = dataclasses.asdict(self.stage1)
+        values["alpha"] = dataclasses.asdict(self.alpha)
+        return _plain({**values, **self.options})
 
     # -- derived values ---------------------------------------------------------------------
     @property
@@ -248,11 +287,6 @@ class TrainConfig:
         if not recipe_for(self.model).staged:
             return (1,)
         return (1, 2) if self.stage == "both" else (int(self.stage),)
-
-    @property
-    def ms_size(self) -> int:
-        """Side l of the motion-segmentation map for ``ms_layer``."""
-        return MS_LAYERS[self.ms_layer]
 
     def stage_settings(self, stage: int) -> StageSettings:
         """Fully resolved optimisation settings for ``stage`` (no ``None`` left)."""
@@ -417,15 +451,55 @@ def _coerce(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if isinstance(value, list):
             setattr_(cfg, name, tuple(value))
-    for name in ("lr", "weight_decay", "gamma", "lr_flow", "lr_repflow_scale", "ms_dropout"):
-        value = getattr(cfg, name)
-        numeric_text = isinstance(value, str) and looks_numeric(value)
-        if numeric_text or (isinstance(value, int) and not isinstance(value, bool)):
-            setattr_(cfg, name, float(value))
+    for name in ("lr", "weight_decay", "gamma"):
+        setattr_(cfg, name, _as_float(getattr(cfg, name)))
+    options = dict(cfg.options)
+    for name, option in registered_options().items():
+        if _float_type(option.type):
+            options[name] = _as_float(options[name])
+        elif isinstance(options[name], list):
+            options[name] = tuple(options[name])
+    setattr_(cfg, "options", options)
     if isinstance(cfg.stage1, Mapping):
         setattr_(cfg, "stage1", _nested(StageSettings, cfg.stage1, "stage1"))
     if isinstance(cfg.alpha, Mapping) or is_number(cfg.alpha):
         setattr_(cfg, "alpha", _nested(AuxWeights, cfg.alpha, "alpha"))
+
+
+def _as_float(value: Any) -> Any:
+    numeric_text = isinstance(value, str) and looks_numeric(value)
+    if numeric_text or (isinstance(value, int) and not isinstance(value, bool)):
+        return float(value)
+    return value
+
+
+def _float_type(annotation: Any) -> bool:
+    return annotation is float or float in getattr(annotation, "__args__", ())
+
+
+def core_keys() -> tuple[str, ...]:
+    """The configuration's own keys (its dataclass fields), without the families' options."""
+    return _CORE_KEYS
+
+
+def registered_options() -> dict[str, Option]:
+    """Every registered recipe's options, by key (a key that is also a core key is an error)."""
+    clash = sorted(set(OPTIONS) & set(_CORE_KEYS))
+    if clash:
+        raise ValueError(f"option {clash[0]!r} of a recipe is a core configuration key")
+    return OPTIONS
+
+
+def nest_config(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn dotted keys (``alpha.ms``) into nested mappings (``{"alpha": {"ms": ...}}``)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        parent, dot, leaf = key.partition(".")
+        if dot:
+            nested.setdefault(parent, {})[leaf] = value
+        else:
+            nested[key] = value
+    return nested
 
 
 def _plain(value: Any) -> Any:
@@ -434,3 +508,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+_CORE_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "options")

@@ -21,13 +21,14 @@ from tuner.spaces import (
     Distribution,
     SearchSpace,
     key_kind,
-    nest_config,
 )
+from tuner.training.recipes import import_recipe_modules, recipe_modules
 
 __all__ = [
     "FOLD_KEY",
     "POINT_KEY",
     "POPULATION_KEY",
+    "RECIPES_KEY",
     "build_param_space",
     "encode_choice",
     "population_config",
@@ -35,10 +36,14 @@ __all__ = [
     "trial_configs",
     "trial_dirname",
     "trial_resources",
+    "with_recipe_modules",
 ]
 
 POPULATION_KEY = "_population"
 """Config entry of a population trial: ``{"interval", "keys", "generation"}``."""
+RECIPES_KEY = "_recipes"
+"""Config entry naming the modules outside egotune that registered model recipes (a
+researcher's own family): the trial imports them before it reads its configuration."""
 POINT_KEY = "_point"
 FOLD_KEY = "_fold"
 
@@ -166,10 +171,14 @@ def trial_configs(
 
 
 def resolve_trial_config(tune_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The nested mapping ``TrainConfig.from_dict`` takes, from the config a trial receives.
+    """The trial's configuration values (flat, nested keys dotted) from the config Tune gives
+    it: :meth:`TrainConfig.from_trial <tuner.training.config.TrainConfig.from_trial>` takes them.
 
-    Drops the ``_point`` index and decodes list values that Optuna carried as JSON text.
+    Drops Tune-side entries (``_point``, ``_fold``, ``_population``) and decodes list values
+    that Optuna carried as JSON text. Imports the recipe modules the trial names first
+    (:data:`RECIPES_KEY`), so a model family registered outside egotune is known in the worker.
     """
+    import_recipe_modules(tune_config.get(RECIPES_KEY, ()))
     flat: dict[str, Any] = {}
     for key, value in tune_config.items():
         if key.startswith("_"):
@@ -177,7 +186,13 @@ def resolve_trial_config(tune_config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and _is_list_key(key) and value.startswith("["):
             value = json.loads(value)
         flat[key] = value
-    return nest_config(flat)
+    return flat
+
+
+def with_recipe_modules(param_space: Mapping[str, Any]) -> dict[str, Any]:
+    """``param_space`` with :data:`RECIPES_KEY` when recipes were registered outside egotune."""
+    modules = recipe_modules()
+    return {**param_space, RECIPES_KEY: list(modules)} if modules else dict(param_space)
 
 
 def _is_list_key(key: str) -> bool:

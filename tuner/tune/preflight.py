@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import UsageError
+from tuner.training.config import TrainConfig
 
 __all__ = [
     "ResourceRequest",
@@ -33,20 +34,14 @@ __all__ = [
 ]
 
 _IMAGENET = ("imagenet", "imagenet1k_v1")
-_DEFAULTS = {"weights": "imagenet", "backbone": "resnet34"}
 
 
-def require_imagenet_weights(configs: Iterable[Mapping[str, Any]]) -> None:
+def require_imagenet_weights(configs: Iterable[TrainConfig]) -> None:
     """Make sure the ImageNet weights of every backbone ``configs`` start from are in the cache.
 
-    Each config is a flat mapping of TrainConfig keys (missing keys take their defaults).
     Downloads what is missing when online; raises ``models.WeightsUnavailableError`` otherwise.
     """
-    arches = {
-        str(config.get("backbone", _DEFAULTS["backbone"]))
-        for config in configs
-        if str(config.get("weights", _DEFAULTS["weights"])).lower() in _IMAGENET
-    }
+    arches = {config.backbone for config in configs if config.weights.lower() in _IMAGENET}
     if not arches:
         return
     from models import ResNetBackbone, imagenet_cache_file
@@ -61,23 +56,20 @@ def require_imagenet_weights(configs: Iterable[Mapping[str, Any]]) -> None:
         print(f"egotune: downloaded the ImageNet weights of {arch} to {cache}", file=sys.stderr)
 
 
-def state_bytes(configs: Iterable[Mapping[str, Any]], num_classes: int) -> int:
+def state_bytes(configs: Iterable[TrainConfig], num_classes: int) -> int:
     """An upper bound of the largest resume state the trials of ``configs`` write, in bytes.
 
     A state holds the model's parameters and buffers and, at most, two Adam moments per
     parameter. Each distinct model is built on PyTorch's ``meta`` device (shapes only, no memory,
-    no weights loaded), so the bound costs milliseconds. Configs are flat space cells (missing keys
-    take their defaults).
+    no weights loaded), so the bound costs milliseconds.
     """
     import torch
 
-    from tuner.spaces import nest_config
-    from tuner.training.config import TrainConfig
     from tuner.training.recipes import build_model, recipe_for
 
     sizes: dict[str, int] = {}
     for config in configs:
-        cfg = TrainConfig.from_dict(nest_config(config)).replace(
+        cfg = config.replace(
             weights="none", init_checkpoint=None, rgb_checkpoint=None, flow_checkpoint=None
         )
         # A grid varies training settings far more often than the model: build each model once.

@@ -18,11 +18,11 @@ from typing import Any
 from data_pipeline import DatasetIndex
 from tuner.atomic import write_json_atomic
 from tuner.errors import EgotuneError
-from tuner.spaces import PrerequisiteRun, SearchSpace, nest_config
-from tuner.training.config import RUNTIME_KEYS, TrainConfig, flatten_config
+from tuner.spaces import PrerequisiteRun, SearchSpace
+from tuner.training.config import RUNTIME_KEYS, TrainConfig
 from tuner.tune.console import build_progress_reporter, select_classic_console
 from tuner.tune.interrupt import graceful_interrupt
-from tuner.tune.params import trial_resources
+from tuner.tune.params import trial_resources, with_recipe_modules
 from tuner.tune.trainable import CHECKPOINTS_DIR, checkpoint_config, read_pointer, train_trial
 
 __all__ = ["PREREQUISITES_DIR", "Checkpoints", "run_prerequisites"]
@@ -102,7 +102,7 @@ def _run_prerequisite(
     resources: Any,
     retries_and_verbosity: tuple[int, int],
 ) -> str:
-    config = TrainConfig.from_dict(nest_config(flat_config))
+    config = TrainConfig.from_trial(flat_config)
     computed = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS}
     folder = storage / PREREQUISITES_DIR / f"{name}-{_digest(computed, fingerprint)}"
     record_file = folder / "prerequisite.json"
@@ -155,7 +155,7 @@ def _train_prerequisite(
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space=_flat_config(config),
+            param_space=with_recipe_modules(config.to_flat()),
             run_config=tune.RunConfig(
                 name="run",
                 storage_path=str(folder),
@@ -181,7 +181,3 @@ def _train_prerequisite(
     if not best.is_file():
         raise EgotuneError(f"prerequisite run {folder.name}: {best} is missing")
     return str(best)
-
-
-def _flat_config(config: TrainConfig) -> dict[str, Any]:
-    return flatten_config(config.to_dict())

@@ -37,7 +37,7 @@ from data_pipeline import (
 )
 from tuner.errors import UsageError
 from tuner.results import STORAGE_ENV, write_experiment_metadata
-from tuner.spaces import SearchSpace, SharingPlan, plan_sharing
+from tuner.spaces import SearchSpace, SharingPlan
 from tuner.training.config import TrainConfig
 from tuner.training.dataset_checks import DATASET_CHECKS_DIR, verify_once
 from tuner.tune.claim import LOCK_FILE, OWNER_FILE, ExperimentClaim, claim_new_experiment, describe
@@ -48,6 +48,7 @@ from tuner.tune.params import (
     resolve_trial_config,
     trial_configs,
     trial_resources,
+    with_recipe_modules,
 )
 from tuner.tune.preflight import (
     check_cluster_resources,
@@ -279,10 +280,9 @@ def _check_free_space(storage: Path, space: SearchSpace) -> None:
         )
 
 
-def _every_run_config(space: SearchSpace) -> list[dict[str, Any]]:
-    """The configs of the search's trials and of its prerequisite runs (flat space cells)."""
-    prerequisites = [{**space.fixed, **run.config} for run in space.prerequisite_runs()]
-    return [*space.expand(), *prerequisites]
+def _every_run_config(space: SearchSpace) -> list[TrainConfig]:
+    """The configurations of the search's trials and of its prerequisite runs."""
+    return [*space.trial_configs, *space.prerequisite_configs]
 
 
 def _mib(size: int) -> str:
@@ -335,19 +335,19 @@ def _check_split_users(space: SearchSpace, index: DatasetIndex) -> None:
 
 
 def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
-    config = TrainConfig.from_dict(resolve_trial_config(tune_config))
+    config = TrainConfig.from_trial(resolve_trial_config(tune_config))
     return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
 
 
 def _sharing(
     space: SearchSpace, checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]]
 ) -> tuple[list[dict[str, Any]], SharingPlan] | None:
-    """The trials and their prefix-sharing plan, when the space shares some epochs."""
-    if space.sharing_plan() is None:
+    """The trials (with their prerequisites' checkpoints) and the space's prefix-sharing plan,
+    when it shares some epochs."""
+    plan = space.sharing_plan()
+    if plan is None or not plan.shares:
         return None
-    configs = trial_configs(space, checkpoints)
-    plan = plan_sharing([TrainConfig.from_dict(resolve_trial_config(c)) for c in configs])
-    return (configs, plan) if plan.shares else None
+    return trial_configs(space, checkpoints), plan
 
 
 def _make_tuner(
@@ -395,7 +395,7 @@ def _make_tuner(
         )
     return tune.Tuner(
         trainable,
-        param_space=param_space,
+        param_space=with_recipe_modules(param_space),
         tune_config=tune_config,
         run_config=tune.RunConfig(
             name=experiment_dir.name,

@@ -55,6 +55,7 @@ from tuner.training.checkpoints.files import load_checkpoint
 from tuner.training.checkpoints.policy import CheckpointPolicy
 from tuner.training.checkpoints.writer import (
     CHECKPOINTS_DIR,
+    PINNED_PREFIX,
     POINTER_FILE,
     CheckpointFolder,
     RunCheckpoints,
@@ -65,7 +66,6 @@ from tuner.training.checkpoints.writer import (
 from tuner.training.config import TrainConfig
 from tuner.training.engine import EpochRecord, Trainer
 from tuner.tune.params import POPULATION_KEY, resolve_trial_config
-from tuner.tune.schedulers.pbt import PINNED_PREFIX
 from tuner.tune.sharing.trial import ENDED_FILE, TrialSharing
 
 __all__ = [
@@ -133,7 +133,7 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
     entered = time.perf_counter()
     _collect_from_here()
     trial_id = context.get_trial_id()
-    trainer = Trainer(TrainConfig.from_dict(resolve_trial_config(config)), index)
+    trainer = Trainer(TrainConfig.from_trial(resolve_trial_config(config)), index)
     folder = CheckpointFolder(Path(store) / trial_id)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(trainer.config.checkpoint_every))
     sharing = TrialSharing.read(folder.folder) or TrialSharing()

@@ -8,7 +8,7 @@ computed by :mod:`tuner.results`, as ``egotune results`` prints it; the pages po
 redraw when a search writes. The charts are Plotly's, served from the installed ``plotly`` package
 (nothing is fetched from the network).
 
-Modules: ``_cache`` (experiments read once per change of their files), ``_views`` (the JSON the
+Modules: ``_cache`` (experiments read once per change of their files), ``views`` (the JSON the
 pages draw), ``_statistics`` (where the predictions' statistics enter), ``_app`` (routes, guards),
 ``_dashboard`` (is the Ray dashboard up), ``_server`` (binding, token rule, uvicorn). Like
 ``tuner.results`` it imports neither ray nor torch.

@@ -38,7 +38,7 @@ from starlette.templating import Jinja2Templates
 
 from tuner import results
 from tuner.errors import EgotuneError
-from tuner.ui import _views
+from tuner.ui import views
 from tuner.ui._cache import ExperimentCache, Snapshot
 from tuner.ui._dashboard import DashboardProbe
 from tuner.ui._statistics import Statistics
@@ -114,7 +114,7 @@ def create_app(
 def read_ahead(cache: ExperimentCache) -> None:
     """Read every experiment once, and load the figure helpers: the first page a user opens
     after the server starts then answers from memory."""
-    import tuner.results._plots  # noqa: F401 (matplotlib: a second's import on a slow CPU)
+    from tuner.results import plot_curves  # noqa: F401 (matplotlib: a second's import on a slow CPU)
 
     for name in cache.names():
         cache.get(name)
@@ -190,7 +190,7 @@ class _UI:
             return {**base, "error": snapshot.error, "state": "unreadable"}
         row = snapshot.derived.get("row")
         if row is None:
-            row = _views.experiment_row(snapshot.experiment, _updated(snapshot.path))
+            row = views.experiment_row(snapshot.experiment, _updated(snapshot.path))
             snapshot.derived["row"] = row
         return {**base, **row, "error": None}
 
@@ -225,11 +225,11 @@ class _UI:
         return answer
 
     def trials(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
-        return _views.experiment_page(_experiment(snapshot), self.statistics)
+        return views.experiment_page(_experiment(snapshot), self.statistics)
 
     def curves(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         experiment = _experiment(snapshot)
-        return {"curves": _views.curves(experiment, _names(request, "trials"))}
+        return {"curves": views.curves(experiment, _names(request, "trials"))}
 
     def pivot(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         experiment = _experiment(snapshot)
@@ -241,27 +241,27 @@ class _UI:
             raise ValueError(f"no hyperparameter {', '.join(unknown)} in {experiment.name}")
         if experiment.finished.empty:
             return {"message": "no finished trial yet", "values": []}
-        return _views.pivot(experiment, rows, cols, agg, self.statistics)
+        return views.pivot(experiment, rows, cols, agg, self.statistics)
 
     def importance(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
-        return _views.importance(_experiment(snapshot))
+        return views.importance(_experiment(snapshot))
 
     def parallel(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
-        return _views.parallel(_experiment(snapshot))
+        return views.parallel(_experiment(snapshot))
 
     def timing(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
-        return _views.timing(_experiment(snapshot), _names(request, "trials"))
+        return views.timing(_experiment(snapshot), _names(request, "trials"))
 
     def trial(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         trial_id = request.path_params["trial_id"]
-        detail = _views.trial_detail(_experiment(snapshot), trial_id, self.statistics)
+        detail = views.trial_detail(_experiment(snapshot), trial_id, self.statistics)
         if detail is None:
             raise HTTPException(404, f"no trial {trial_id!r} in {snapshot.name} (yet)")
         return detail
 
     def compare(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         first, second = request.query_params.get("a", ""), request.query_params.get("b", "")
-        pair = _views.comparison(_experiment(snapshot), first, second, self.statistics)
+        pair = views.comparison(_experiment(snapshot), first, second, self.statistics)
         if pair is None:
             raise HTTPException(
                 404, f"compare: {snapshot.name} has no trials {first!r}, {second!r}"

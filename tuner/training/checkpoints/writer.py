@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -57,11 +58,13 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "FINAL_BEST",
     "KEEP_STATES",
+    "PINNED_PREFIX",
     "POINTER_FILE",
     "CheckpointFolder",
     "HostSnapshot",
     "RunCheckpoints",
     "SavedCheckpoint",
+    "pin_donor_files",
     "read_pointer",
     "resume_run",
 ]
@@ -415,3 +418,29 @@ class RunCheckpoints:
             return saved
 
         return write, size
+
+
+# -- a population search's exploits: a donor's files pinned in the recipient's folder ---------
+
+PINNED_PREFIX = "from-"
+"""``<trial folder>/from-<donor>-<file>``: a donor's file pinned for an exploit."""
+
+
+def pin_donor_files(store: Path, trial_id: str, donor_id: str, pointer: dict[str, Any]) -> bool:
+    """Link the donor's state (and the best weights it names) into the recipient's folder;
+    ``False`` when the state is not on disk."""
+    names = [pointer.get("state"), pointer.get("best")]
+    source = store / donor_id
+    if not names[0] or not (source / str(names[0])).is_file():
+        return False
+    target = store / trial_id
+    target.mkdir(parents=True, exist_ok=True)
+    for name in filter(None, names):
+        pinned = target / f"{PINNED_PREFIX}{donor_id}-{name}"
+        if pinned.exists() or not (source / name).is_file():
+            continue
+        try:
+            os.link(source / name, pinned)
+        except OSError:
+            shutil.copy2(source / name, pinned)
+    return True

@@ -11,12 +11,15 @@ import importlib
 import pkgutil
 
 from tuner.training.recipes.base import (
+    OPTIONS,
     RECIPES,
     Recipe,
     StepOutput,
     build_model,
+    import_recipe_modules,
     load_model_state,
     recipe_for,
+    recipe_modules,
     register_recipe,
 )
 
@@ -28,11 +31,14 @@ for _name in (*ORDER, *_found):
     importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
+    "OPTIONS",
     "RECIPES",
     "Recipe",
     "StepOutput",
     "build_model",
+    "import_recipe_modules",
     "load_model_state",
     "recipe_for",
+    "recipe_modules",
     "register_recipe",
 ]

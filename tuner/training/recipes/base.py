@@ -11,9 +11,12 @@ import torch and :mod:`models` inside the functions that run a model, never at i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from tuner.training.recipes.options import Option
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -21,13 +24,16 @@ if TYPE_CHECKING:
     from tuner.training.config import TrainConfig
 
 __all__ = [
+    "OPTIONS",
     "RECIPES",
     "Recipe",
     "StepOutput",
     "build_model",
+    "import_recipe_modules",
     "load_model_state",
     "model_weights",
     "recipe_for",
+    "recipe_modules",
     "register_recipe",
 ]
 
@@ -82,22 +88,71 @@ class Recipe:
     """Validation averages ``flow_segments`` flow stacks per video."""
     warnings: Callable[[TrainConfig], list[str]] | None = None
     """Valid settings that depart from the report, one line each naming the key."""
+    options: tuple[Option, ...] = ()
+    """The configuration keys the model family reads (:mod:`.options`)."""
+    check: Callable[[TrainConfig], None] | None = None
+    """Checks of its options together (each alone is checked by its own ``check``); raises
+    ``ValueError`` naming a key. Every configuration is checked, whatever its model, as every
+    configuration has every option."""
 
     def stage_defaults(self, stage: int) -> Mapping[str, Any]:
         """The report's settings of ``stage`` (single-phase models: their one phase)."""
         return self.defaults[stage if self.staged else 1]
 
 
+_PACKAGE = __name__.rpartition(".")[0]
 RECIPES: dict[str, Recipe] = {}
 """Model name -> recipe, in registration order (the order messages list models in)."""
+OPTIONS: dict[str, Option] = {}
+"""Option name -> its declaration, over every registered recipe, in registration order: the
+configuration's keys beyond its core ones."""
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    """Add ``recipe`` to :data:`RECIPES`; a second recipe for one model is an error."""
+    """Add ``recipe`` to :data:`RECIPES` and its options to :data:`OPTIONS`.
+
+    A second recipe for one model is an error, and so is an option declared twice differently
+    (two families that read one key list the same :class:`Option`).
+    """
     if recipe.model in RECIPES:
         raise ValueError(f"model {recipe.model!r} already has a recipe")
+    for option in recipe.options:
+        known = OPTIONS.get(option.name)
+        if known is not None and known != option:
+            raise ValueError(
+                f"{recipe.model}: option {option.name!r} is already declared otherwise; "
+                "list the same Option in both recipes"
+            )
     RECIPES[recipe.model] = recipe
+    for option in recipe.options:
+        OPTIONS.setdefault(option.name, option)
     return recipe
+
+
+def recipe_modules() -> tuple[str, ...]:
+    """The modules outside egotune that registered recipes (a researcher's own family): a Ray
+    worker imports them before it builds a trial's configuration. A recipe's module is the one
+    its ``step`` function is defined in."""
+    modules = (recipe.step.__module__ for recipe in RECIPES.values())
+    return tuple(dict.fromkeys(m for m in modules if not m.startswith(f"{_PACKAGE}.")))
+
+
+def import_recipe_modules(modules: Iterable[str]) -> None:
+    """Import ``modules`` (from :func:`recipe_modules` of the driver), which register their
+    recipes; one that cannot be imported here is an error naming it."""
+    for name in modules:
+        if name == "__main__":
+            raise ValueError(
+                "a model recipe registered in a script (__main__) cannot be imported by Ray's "
+                "workers: register it in a module they can import"
+            )
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(
+                f"model recipe module {name}: not importable on this node ({exc}); install it "
+                "there or ship it with the job (Ray's runtime_env py_modules)"
+            ) from None
 
 
 def recipe_for(model: str) -> Recipe:

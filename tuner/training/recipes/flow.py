@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuner.training.recipes.base import Recipe, StepOutput, model_weights, register_recipe
+from tuner.training.recipes.options import Option, integer
 from tuner.training.recipes.rgb import action_loss
 
 if TYPE_CHECKING:
@@ -13,7 +14,20 @@ if TYPE_CHECKING:
 
     from tuner.training.config import TrainConfig
 
-__all__ = ["FLOW_RESNET34", "flow_kwargs"]
+__all__ = ["FLOW_OPTIONS", "FLOW_RESNET34", "flow_kwargs"]
+
+FLOW_OPTIONS = (
+    Option(
+        "flow_stack", 5, int, "Flow frames stacked per sample (2 * flow_stack input channels).",
+        integer(1, 64),
+    ),
+    Option(
+        "flow_segments", 1, int,
+        "Flow stacks averaged at evaluation (the report's training-time value is 1).",
+        integer(1, 64),
+    ),
+)  # fmt: skip
+"""Options of the flow network (and of the two-stream model's flow branch)."""
 
 
 def flow_kwargs(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
@@ -58,5 +72,6 @@ FLOW_RESNET34 = register_recipe(
         },
         staged=False,
         eval_flow_segments=True,
+        options=FLOW_OPTIONS,
     )
 )

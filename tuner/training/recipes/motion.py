@@ -10,14 +10,75 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuner.training.recipes.base import Recipe, StepOutput, register_recipe
-from tuner.training.recipes.rgb import REPORT_STAGES, action_loss, rgb_kwargs
+from tuner.training.recipes.options import Option, boolean, choice
+from tuner.training.recipes.rgb import REPORT_STAGES, RGB_OPTIONS, action_loss, rgb_kwargs
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from tuner.training.config import TrainConfig
 
-__all__ = ["EGO_RNN_MS", "EGO_RNN_MS_SD"]
+__all__ = ["EGO_RNN_MS", "EGO_RNN_MS_SD", "MS_LAYERS", "MS_OPTIONS", "SD_OPTIONS"]
+
+MS_LAYERS = {"conv5": 7, "conv4": 14, "conv3": 28}
+"""Motion-segmentation taps and their map side at 224 px (:func:`models.tap_size`)."""
+
+
+def _dropout(name: str, value: object) -> None:
+    if not (isinstance(value, float) and 0 <= value < 1):
+        raise ValueError(f"{name}: must be in [0, 1) or null, got {value!r}")
+
+
+MS_OPTIONS = (
+    Option(
+        "ms_layer", "conv5", str,
+        "Backbone tap of the motion-segmentation head: conv5 (7x7), conv4 (14x14) or conv3 "
+        "(28x28).",
+        choice(*MS_LAYERS),
+    ),
+    Option(
+        "ms_task", "classification", str,
+        "Motion-segmentation task: classification (2 logits per cell) or regression.",
+        choice("classification", "regression"),
+    ),
+    Option(
+        "ms_target", "binary", str,
+        "mmap target: binary (0/1) or gray (cell mean, regression only).",
+        choice("binary", "gray"),
+    ),
+    Option(
+        "ms_downsample", "point", str,
+        "mmap downsampling: point (cell centres) or grid (block mean, the grid technique).",
+        choice("point", "grid"),
+    ),
+    Option(
+        "ms_loss_norm", "frame_sum", str,
+        "frame_sum (the report's sum over cells / (B*T)) or pixel (mean over cells, l^2 times "
+        "smaller).",
+        choice("pixel", "frame_sum"),
+    ),
+    Option(
+        "ms_dropout", None, float | None,
+        "Dropout of the motion-segmentation head before its linear layer; null takes the "
+        "report's: 0.5 on conv5, 0.2 on conv4 / conv3.",
+        _dropout,
+    ),
+)  # fmt: skip
+"""Options of the motion-segmentation branch."""
+SD_OPTIONS = (
+    Option(
+        "sd_train_conv5", False, bool,
+        "Let the static-dynamic loss reach conv5 (layer4) as well as the ConvLSTM and its head.",
+        boolean,
+    ),
+)  # fmt: skip
+"""Options of the static-dynamic discriminator."""
+
+
+def _check_targets(cfg: TrainConfig) -> None:
+    if cfg.ms_target == "gray" and cfg.ms_task != "regression":
+        raise ValueError("ms_target: gray targets need ms_task=regression")
+
 
 _STAGES = {
     1: {**REPORT_STAGES[1], "epochs": 150, "milestones": (50, 100)},
@@ -88,6 +149,8 @@ EGO_RNN_MS = register_recipe(
         defaults=_STAGES,
         aux_names=("ms_loss",),
         warnings=_departures,
+        options=(*RGB_OPTIONS, *MS_OPTIONS),
+        check=_check_targets,
     )
 )
 EGO_RNN_MS_SD = register_recipe(
@@ -100,5 +163,7 @@ EGO_RNN_MS_SD = register_recipe(
         static=True,
         aux_names=("ms_loss", "sd_loss"),
         warnings=_departures,
+        options=(*RGB_OPTIONS, *MS_OPTIONS, *SD_OPTIONS),
+        check=_check_targets,
     )
 )

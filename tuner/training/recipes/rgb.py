@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuner.training.recipes.base import Recipe, StepOutput, model_weights, register_recipe
+from tuner.training.recipes.options import Option, boolean, integer
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from tuner.training.config import TrainConfig
 
-__all__ = ["EGO_RNN", "REPORT_STAGES", "action_loss", "rgb_kwargs", "rgb_step"]
+__all__ = ["EGO_RNN", "REPORT_STAGES", "RGB_OPTIONS", "action_loss", "rgb_kwargs", "rgb_step"]
+
+RGB_OPTIONS = (
+    Option("cam", True, bool, "Use the CAM spatial attention in the Ego-RNN family.", boolean),
+    Option("mem_size", 512, int, "ConvLSTM channels.", integer(1, 8192)),
+)
+"""Options of every Ego-RNN variant (and of the two-stream model's RGB branch)."""
 
 REPORT_STAGES = {
     1: {
@@ -69,5 +76,6 @@ EGO_RNN = register_recipe(
         step=rgb_step,
         model_kwargs=rgb_kwargs,
         defaults=REPORT_STAGES,
+        options=RGB_OPTIONS,
     )
 )

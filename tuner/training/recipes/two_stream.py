@@ -8,15 +8,25 @@ import warnings
 from typing import TYPE_CHECKING
 
 from tuner.training.recipes.base import Recipe, StepOutput, load_model_state, register_recipe
-from tuner.training.recipes.flow import flow_kwargs
-from tuner.training.recipes.rgb import action_loss, rgb_kwargs
+from tuner.training.recipes.flow import FLOW_OPTIONS, flow_kwargs
+from tuner.training.recipes.options import Option, check_path, learning_rate
+from tuner.training.recipes.rgb import RGB_OPTIONS, action_loss, rgb_kwargs
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from tuner.training.config import TrainConfig
 
-__all__ = ["TWO_STREAM"]
+__all__ = ["TWO_STREAM", "TWO_STREAM_OPTIONS"]
+
+TWO_STREAM_OPTIONS = (
+    Option(
+        "lr_flow", 1e-4, float, "Learning rate of the flow network's layer4.", learning_rate,
+        mutable=True,
+    ),
+    Option("rgb_checkpoint", None, str | None, "Trained Ego-RNN (stage 2) checkpoint.", check_path),
+    Option("flow_checkpoint", None, str | None, "Trained flow_resnet34 checkpoint.", check_path),
+)  # fmt: skip
 
 
 def _build(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -67,5 +77,6 @@ TWO_STREAM = register_recipe(
         build=_build,
         per_epoch_decay=True,
         group_lrs={"flow": lambda cfg, base: cfg.lr_flow},
+        options=(*RGB_OPTIONS, *FLOW_OPTIONS, *TWO_STREAM_OPTIONS),
     )
 )

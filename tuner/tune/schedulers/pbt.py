@@ -23,9 +23,7 @@ rate, weight decay and schedule."""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -37,41 +35,16 @@ from ray.tune.schedulers.pb2 import PB2
 
 from tuner.atomic import write_atomic
 from tuner.results import EXPLOIT_ID, EXPLOITS_FILE, read_exploits
-from tuner.spaces import Algorithm, Distribution, SearchSpace, nest_config
-from tuner.training.checkpoints.writer import CHECKPOINTS_DIR, read_pointer
+from tuner.spaces import Algorithm, Distribution, SearchSpace
+from tuner.training.checkpoints.writer import CHECKPOINTS_DIR, pin_donor_files, read_pointer
 from tuner.training.config import TrainConfig
 from tuner.tune.params import POPULATION_KEY
 
 __all__ = [
-    "PINNED_PREFIX",
     "ExactPB2",
     "ExactPBT",
     "build_population_scheduler",
-    "pin_donor_files",
 ]
-
-PINNED_PREFIX = "from-"
-"""``<trial folder>/from-<donor>-<file>``: a donor's file pinned for an exploit."""
-
-
-def pin_donor_files(store: Path, trial_id: str, donor_id: str, pointer: dict[str, Any]) -> bool:
-    """Link the donor's state (and the best weights it names) into the recipient's folder;
-    ``False`` when the state is not on disk."""
-    names = [pointer.get("state"), pointer.get("best")]
-    source = store / donor_id
-    if not names[0] or not (source / str(names[0])).is_file():
-        return False
-    target = store / trial_id
-    target.mkdir(parents=True, exist_ok=True)
-    for name in filter(None, names):
-        pinned = target / f"{PINNED_PREFIX}{donor_id}-{name}"
-        if pinned.exists() or not (source / name).is_file():
-            continue
-        try:
-            os.link(source / name, pinned)
-        except OSError:
-            shutil.copy2(source / name, pinned)
-    return True
 
 
 def build_population_scheduler(space: SearchSpace, experiment_dir: str | Path) -> Any:
@@ -252,7 +225,7 @@ class _ExactExploits:
 def _at_its_end(result: dict[str, Any] | None, config: dict[str, Any]) -> bool:
     if not result or "epoch" not in result:
         return False
-    trial = TrainConfig.from_dict(nest_config({k: v for k, v in config.items() if k[0] != "_"}))
+    trial = TrainConfig.from_trial(config)
     planned = sum(trial.stage_settings(stage).epochs or 0 for stage in trial.stages)
     return int(result["epoch"]) >= planned
 

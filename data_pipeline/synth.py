@@ -3,7 +3,7 @@
 ``synthesize(root)`` writes ``root/GTEA61/{processed_frames2,flow_x_processed,flow_y_processed}``
 with users S1-S4, real class names, PNG frames, warp flow and binary motion maps, and plants the
 real archive's defects (``.DS_Store`` files, videos without ``map0001.png``). What a video shows
-is decided in :mod:`data_pipeline._synth_scene` (objects look like their family, the verb moves
+is decided in :mod:`data_pipeline.synth_scene` (objects look like their family, the verb moves
 a lid, the object or a spoon, users differ) and drawn by :mod:`data_pipeline._synth_render`;
 ``close_X`` is ``open_X`` played backwards with the same draw, so only a model that uses time
 tells them apart. ``like_gtea61=True`` gives the real dataset's shape: all 61 classes, 1 to 7
@@ -26,7 +26,7 @@ from data_pipeline._classes import GTEA61_CLASSES, choose_classes
 from data_pipeline._index import DatasetError
 from data_pipeline._layout import COURSE
 from data_pipeline._synth_render import VideoSpec, render_video
-from data_pipeline._synth_scene import class_group, user_style
+from data_pipeline.synth_scene import class_group, user_style
 
 __all__ = ["GTEA61_SHAPE", "SynthSummary", "gtea61_counts", "synthesize"]
 

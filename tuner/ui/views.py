@@ -160,7 +160,7 @@ def default_curve_trials(experiment: results.Experiment, k: int = 3) -> list[str
 
 def curves(experiment: results.Experiment, trial_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Per trial: accuracy and loss by epoch, learning-rate phases and stage starts."""
-    from tuner.results._plots import lr_phases  # matplotlib loads with it: only when drawn
+    from tuner.results import lr_phases  # matplotlib loads with it: only when drawn
 
     epochs = experiment.epochs
     shown = results.varying_columns(experiment.trials) if len(experiment.trials) > 1 else []
@@ -266,7 +266,7 @@ def importance(experiment: results.Experiment) -> dict[str, Any]:
 
 def parallel(experiment: results.Experiment) -> dict[str, Any]:
     """The axes of ``egotune results parallel``: positions 0..1 with their tick labels."""
-    from tuner.results._plots import parallel_axes
+    from tuner.results import parallel_axes
 
     trials = experiment.trials.dropna(subset=[VALUE]).reset_index(drop=True)
     columns = results.varying_columns(trials) if len(trials) > 1 else []
@@ -340,20 +340,20 @@ def trial_detail(
             "failures": results.format_number(plain(row["num_failures"])),
             "checkpoint": results.format_number(plain(row["checkpoint"])),
         },
-        "logs": [_folder_line(p) for p in _trial_folders(experiment.path, trial_id)],
+        "logs": [folder_line(p) for p in trial_folders(experiment.path, trial_id)],
         "statistics": None if found is None else _trial_statistics(found),
         "statistics_note": None if found is not None else f"They are {NOT_AVAILABLE}.",
     }
 
 
-def _trial_folders(path: Path, trial_id: str) -> list[Path]:
+def trial_folders(path: Path, trial_id: str) -> list[Path]:
     """Ray Tune's folders of the trial (``<trainable>_<trial_id>``, with a ``_<config>`` suffix
     in older Ray versions: checkpoint pointers, error.txt after a failure)."""
     named = [*path.glob(f"*_{trial_id}"), *path.glob(f"*_{trial_id}_*")]
     return sorted(p for p in named if p.is_dir())
 
 
-def _folder_line(folder: Path) -> str:
+def folder_line(folder: Path) -> str:
     """The folder and what it holds: Tune's per-trial logs are off (egotune's tables hold every
     metric), so it often holds only the checkpoints Tune registered."""
     names = sorted(p.name for p in folder.iterdir())

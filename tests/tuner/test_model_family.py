@@ -1,0 +1,63 @@
+"""A model family added from outside egotune (tests/tuner/toy_family.py: its model and its
+recipe, with one option of its own) is searched like the report's: the space's keys are checked
+against its option, Ray's workers import its module, the tables hold its option's column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tables import assert_every_row_once
+from tests.tuner import toy_family
+from tuner.results import read_epochs, read_trials
+from tuner.spaces import SpaceError, parse_space
+from tuner.training.config import TrainConfig
+from tuner.tune.search import SearchOptions, run_search
+
+SPACE = {
+    "fixed": {
+        "model": toy_family.MODEL,
+        "stage": 1,
+        "weights": "none",
+        "crop_size": 32,
+        "frames": 2,
+        "batch_size": 4,
+        "num_workers": 0,
+        "device": "cpu",
+        "epochs": 3,
+    },
+    "grid": {"toy_width": [2, 16]},
+    "scheduler": {"algorithm": "grid"},
+    "resources": {"cpus": 1},
+}
+
+
+def test_the_family_s_option_is_a_checked_configuration_key() -> None:
+    config = TrainConfig.from_trial({"model": toy_family.MODEL, "toy_width": 5})
+    assert config.toy_width == 5 and config.to_flat()["toy_width"] == 5
+    assert TrainConfig().toy_width == 8, "every configuration has every option"
+    with pytest.raises(ValueError, match=r"^toy_width: must be an integer from 1 to 64"):
+        TrainConfig(toy_width=65)
+    with pytest.raises(SpaceError, match=r"grid\.toy_widht: unknown key \(did you mean toy_width"):
+        parse_space({**SPACE, "grid": {"toy_widht": [2]}}, source="toy.yaml", name="toy")
+    with pytest.raises(SpaceError, match=r"toy\.yaml: .*toy_width"):
+        parse_space({**SPACE, "grid": {"toy_width": [0, 4]}}, source="toy.yaml", name="toy")
+
+
+def test_a_space_over_a_family_registered_outside_egotune_runs_on_ray(
+    synthetic_root: Path, tmp_path: Path, local_ray: None
+) -> None:
+    space = parse_space(SPACE, source="toy.yaml", name="toy")
+    options = SearchOptions(
+        data=synthetic_root, storage=tmp_path, name="toy", verbose=0, argv=["test"]
+    )
+    outcome = run_search(space, options)
+    assert outcome.num_errors == 0
+    experiment = outcome.experiment_dir
+    assert_every_row_once(experiment, trials=2)
+    trials = read_trials(experiment)
+    assert sorted(trials["toy_width"]) == [2, 16]
+    assert set(trials["model"]) == {toy_family.MODEL}
+    epochs = read_epochs(experiment)
+    assert len(epochs) == 6 and epochs["train_loss"].notna().all()
