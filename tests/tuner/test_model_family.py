@@ -4,12 +4,14 @@ against its option, Ray's workers import its module, the tables hold its option'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.tables import assert_every_row_once
 from tests.tuner import toy_family
+from tuner.cli import main
 from tuner.results import read_epochs, read_trials
 from tuner.spaces import SpaceError, parse_space
 from tuner.training.config import TrainConfig
@@ -43,6 +45,19 @@ def test_the_family_s_option_is_a_checked_configuration_key() -> None:
         parse_space({**SPACE, "grid": {"toy_widht": [2]}}, source="toy.yaml", name="toy")
     with pytest.raises(SpaceError, match=r"toy\.yaml: .*toy_width"):
         parse_space({**SPACE, "grid": {"toy_width": [0, 4]}}, source="toy.yaml", name="toy")
+
+
+def test_spaces_keys_lists_the_family_s_option_with_its_description(capsys) -> None:
+    assert main(["spaces", "keys", "--model", toy_family.MODEL, "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["toy_width"] == {
+        "key": "toy_width",
+        "default": 8,
+        "models": toy_family.MODEL,
+        "pbt": False,
+        "about": "Hidden units of the toy model.",
+    }
+    assert "ms_layer" not in rows and rows["lr"]["pbt"] and rows["model"]["models"] == "all"
 
 
 def test_a_space_over_a_family_registered_outside_egotune_runs_on_ray(

@@ -3,7 +3,9 @@
 ``egotune spaces list`` prints every bundled space (and those in ``$EGOTUNE_SPACES``) with its
 algorithm, trial count and report figure. ``egotune spaces show NAME [--json]`` validates one space
 (a bundled name or a YAML path) and prints its trials; the override flags shared with
-``egotune search`` apply first, so a change can be previewed before it runs.
+``egotune search`` apply first, so a change can be previewed before it runs. ``egotune spaces keys
+[--model M]`` lists the keys a space may set: the core ones and each model family's options, as
+their recipes declare them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_override_arguments(show)
     show.set_defaults(handler=_show_space)
+    keys = actions.add_parser("keys", help="the keys a space may set, with their defaults")
+    keys.add_argument("--model", help="only the core keys and the options this model reads")
+    keys.add_argument("--json", action="store_true", help="print JSON instead of text")
+    keys.set_defaults(handler=_list_keys)
     parser.set_defaults(handler=lambda args: _usage(parser))
 
 
@@ -180,3 +186,38 @@ def _print_space(space: SearchSpace) -> None:
         print(f"prefix sharing: {plan.summary()}")
     elif not space.share_prefixes:
         print("prefix sharing: off (share_prefixes: false)")
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    """Every key with its default; an option also with the models that read it, whether PBT may
+    change it and its description."""
+    from tuner.training.config import TrainConfig, core_keys, registered_options
+    from tuner.training.recipes import RECIPES
+
+    if args.model is not None and args.model not in RECIPES:
+        raise ValueError(f"--model: unknown model {args.model!r} (known: {', '.join(RECIPES)})")
+    defaults = TrainConfig().to_flat()
+    mutable = set(TrainConfig.mutable_keys())
+    rows = [
+        {"key": key, "default": value, "models": "all", "pbt": key in mutable, "about": ""}
+        for key, value in defaults.items()
+        if key.split(".")[0] in core_keys()
+    ]
+    for name, option in registered_options().items():
+        readers = [m for m, recipe in RECIPES.items() if option in recipe.options]
+        if args.model is not None and args.model not in readers:
+            continue
+        about = {"models": ", ".join(readers), "pbt": option.mutable, "about": option.doc}
+        rows.append({"key": name, "default": defaults[name], **about})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["key"]) for row in rows)
+    for row in rows:
+        default = json.dumps(row["default"])
+        pbt = "  (PBT may mutate)" if row["pbt"] else ""
+        line = f"{row['key']:<{width}}  {default}{pbt}"
+        if row["about"]:
+            line += f"\n{'':<{width}}  {row['models']}: {row['about']}"
+        print(line)
+    return 0
