@@ -12,7 +12,13 @@ line added below (docs/models.md, "Adding a model family").
 import importlib
 import pkgutil
 
-from models._registry import create_model, list_models, model_defaults, register_model
+from models._registry import (
+    create_model,
+    list_models,
+    model_defaults,
+    register_model,
+    unregister_model,
+)
 from models._weights import (
     Weights,
     WeightsUnavailableError,
@@ -66,6 +72,7 @@ __all__ = [
     "stage_param_groups",
     "static_clip",
     "tap_size",
+    "unregister_model",
 ]
 
 for _module in pkgutil.iter_modules(__path__):

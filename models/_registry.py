@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "model_defaults", "register_model"]
+__all__ = ["create_model", "list_models", "model_defaults", "register_model", "unregister_model"]
 
 _ModelFn = TypeVar("_ModelFn", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -40,6 +40,12 @@ def register_model(name: str, *, keywords_of: type | None = None) -> Callable[[_
         return constructor
 
     return register
+
+
+def unregister_model(name: str) -> None:
+    """Forget the model ``name`` (a notebook defining it again, a test's own model)."""
+    constructor = _MODELS.pop(name, None)
+    _PASSED_TO.pop(constructor, None)  # type: ignore[arg-type]
 
 
 def list_models() -> list[str]:

@@ -21,6 +21,7 @@ from tuner.training.recipes.base import (
     recipe_for,
     recipe_modules,
     register_recipe,
+    unregister_recipe,
 )
 
 ORDER = ("rgb", "flow", "two_stream", "motion", "repflow")
@@ -41,4 +42,5 @@ __all__ = [
     "recipe_for",
     "recipe_modules",
     "register_recipe",
+    "unregister_recipe",
 ]

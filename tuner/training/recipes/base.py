@@ -35,6 +35,7 @@ __all__ = [
     "recipe_for",
     "recipe_modules",
     "register_recipe",
+    "unregister_recipe",
 ]
 
 
@@ -127,6 +128,18 @@ def register_recipe(recipe: Recipe) -> Recipe:
     for option in recipe.options:
         OPTIONS.setdefault(option.name, option)
     return recipe
+
+
+def unregister_recipe(model: str) -> None:
+    """Forget the recipe of ``model`` and the options no other recipe lists (a notebook
+    defining the family again, a test's own family)."""
+    recipe = RECIPES.pop(model, None)
+    if recipe is None:
+        return
+    still = {option.name for other in RECIPES.values() for option in other.options}
+    for option in recipe.options:
+        if option.name not in still:
+            OPTIONS.pop(option.name, None)
 
 
 def recipe_modules() -> tuple[str, ...]:
