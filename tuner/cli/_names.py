@@ -23,6 +23,7 @@ __all__ = [
     "absolute_path",
     "absolute_set_values",
     "check_experiment_name",
+    "storage_location",
 ]
 
 MAX_NAME_BYTES = 200
@@ -86,3 +87,11 @@ def absolute_set_values(assignments: list[str]) -> list[str]:
             item = f"{key}={absolute_path(Path(path))}"
         result.append(item)
     return result
+
+
+def storage_location(text: str) -> Path | str:
+    """A ``--storage`` value: a local folder, or a filesystem URI (``s3://bucket/prefix``, kept
+    as text: a path would turn its ``//`` into ``/``)."""
+    if "://" in text and not text.startswith("file://"):
+        return text
+    return Path(text.removeprefix("file://"))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.cli._names import storage_location
 from tuner.cli._text_table import cell_text, text_table
 from tuner.cli.results_stats import (
     add_stats_commands,
@@ -61,8 +62,9 @@ def _command(
     parser: argparse.ArgumentParser = commands.add_parser(name, help=help_, description=help_)
     parser.add_argument(
         "--storage",
-        type=Path,
-        help="results folder (default: $EGOTUNE_STORAGE or ~/egotune-results)",
+        type=storage_location,
+        help="results folder or bucket URI, e.g. s3://bucket/prefix (default: $EGOTUNE_STORAGE "
+        "or ~/egotune-results)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=handler)

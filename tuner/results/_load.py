@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from tuner.errors import EgotuneError
 from tuner.results._metadata import METADATA_FILE, default_storage, read_experiment_metadata
 from tuner.results._predictions import read_predictions, shared_predictions
+from tuner.results._remote import is_uri, mirror_storage
 from tuner.results._store import (
     COMPUTED_BY,
     EPOCH_SCHEMA,
@@ -73,7 +74,10 @@ def resolve_experiment(exp: str | os.PathLike[str], storage: str | os.PathLike[s
 
     Raises :class:`EgotuneError` naming what was looked for when neither exists.
     """
-    root = Path(storage).expanduser() if storage is not None else default_storage()
+    if is_uri(storage):
+        root = mirror_storage(str(storage), [str(exp)])
+    else:
+        root = Path(storage).expanduser() if storage is not None else default_storage()
     candidate = root / exp
     if is_experiment_dir(candidate):
         return candidate

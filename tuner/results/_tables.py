@@ -27,6 +27,7 @@ from tuner.results._load import (
     varying_columns,
 )
 from tuner.results._metadata import default_storage
+from tuner.results._remote import is_uri, mirror_storage
 from tuner.results._store import TRIALS_FILE, storage_write_error, write_table_atomic
 
 __all__ = [
@@ -223,7 +224,10 @@ def list_experiments(storage: str | os.PathLike[str] | None = None) -> pd.DataFr
     ``started_at`` comes from ``experiment.json``; ``updated_at`` is when ``trials.parquet`` (or
     the folder) last changed, in UTC.
     """
-    root = Path(storage).expanduser() if storage is not None else default_storage()
+    if is_uri(storage):
+        root = mirror_storage(str(storage), tables=False)
+    else:
+        root = Path(storage).expanduser() if storage is not None else default_storage()
     if not root.is_dir():
         raise EgotuneError(f"--storage {root}: no such folder")
     rows = []
