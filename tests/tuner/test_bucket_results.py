@@ -102,3 +102,34 @@ def test_an_endpoint_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("egotune: error: --storage s3://bucket/runs: cannot read it (")
+
+
+def test_the_ui_shows_an_experiment_of_a_bucket_and_follows_it(
+    bucket: str, server: S3Server, tmp_path: Path, page
+) -> None:
+    env = {**server.env, "EGOTUNE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "ui", "--storage", bucket, "--port", "0",
+         "--dashboard", "http://127.0.0.1:9", "--poll", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert ui.stdout is not None
+        line = ui.stdout.readline()
+        assert line.startswith(f"egotune ui: {bucket} at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0].rstrip("/")
+        page.goto(f"{url}/experiments/{NAME}")
+        page.locator("#trials tbody tr").first.wait_for()
+        shown = page.eval_on_selector_all("#trials tbody tr", "rows => rows.length")
+        filesystem, prefix = pafs.FileSystem.from_uri(bucket)
+        pafs.copy_files(
+            str(FIXTURE), f"{prefix}/second", destination_filesystem=filesystem
+        )  # another experiment written to the bucket while the page is open
+        page.goto(url)
+        page.wait_for_function(
+            "document.body.innerText.includes('second')", timeout=30_000, polling=500
+        )
+    finally:
+        ui.terminate()
+        ui.wait(10)
+    assert shown == 2

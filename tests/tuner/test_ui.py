@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.browser import needs_chromium
 from tests.conftest import tiny_config_values
 from tests.tables import assert_every_row_once
 from tests.tuner.test_results import write_handmade
@@ -34,13 +34,7 @@ from tuner import results
 from tuner.cli import main
 from tuner.ui import Statistics, TrialStatistics, create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT_DIR_ENV = "EGOTUNE_SCREENSHOT_DIR"  # where to keep the pages' screenshots
-BROWSER_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
 
 @contextmanager
@@ -97,33 +91,6 @@ def grid_storage(module_tmp) -> Path:
     storage = module_tmp
     write_handmade(storage / "grid")
     return storage
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that fails the test on a script error or a request leaving the server."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    requested: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("request", lambda request: requested.append(request.url))
-    yield page
-    context.close()
-    assert not errors, errors
-    assert all(url.startswith(("http://127.0.0.1:", "data:")) for url in requested), requested
 
 
 def keep_screenshot(page, name: str) -> None:

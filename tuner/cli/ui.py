@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import UsageError
+from tuner.cli._names import storage_location
+from tuner.errors import EgotuneError, UsageError
 
 __all__ = ["register"]
 
@@ -31,9 +35,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--storage",
-        type=Path,
+        type=storage_location,
         metavar="DIR",
-        help="results folder (default: $EGOTUNE_STORAGE or ~/egotune-results)",
+        help="results folder or bucket URI, e.g. s3://bucket/prefix, mirrored locally every "
+        "--poll seconds (5 at least) (default: $EGOTUNE_STORAGE or ~/egotune-results)",
     )
     parser.add_argument(
         "--port",
@@ -70,9 +75,16 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port}: expected 0 to 65535")
     if not (math.isfinite(args.poll) and args.poll > 0):
         raise UsageError(f"--poll {args.poll}: must be a finite number of seconds more than 0")
-    storage = (args.storage or results.default_storage()).expanduser().resolve()
+    label = None
+    if results.is_uri(args.storage):
+        label = str(args.storage)
+        storage = results.mirror_storage(label)
+        _keep_mirrored(label, max(args.poll, MIN_BUCKET_POLL_S))
+    else:
+        storage = (args.storage or results.default_storage()).expanduser().resolve()
     ui.serve(
         storage,
+        label=label,
         host=args.host,
         port=args.port,
         token=ui.read_token(args.token_file),
@@ -80,3 +92,28 @@ def _run(args: argparse.Namespace) -> int:
         poll_s=args.poll,
     )
     return 0
+
+
+MIN_BUCKET_POLL_S = 5.0
+"""Seconds between two reads of a bucket's listing (each a request per experiment folder)."""
+
+
+def _keep_mirrored(uri: str, every_s: float) -> None:
+    """Bring the local mirror of ``uri`` up to date every ``every_s`` seconds, in a daemon
+    thread; a failed read is one warning line (once until a read succeeds again)."""
+    from tuner import results
+
+    def follow() -> None:
+        failing = False
+        while True:
+            time.sleep(every_s)
+            try:
+                results.mirror_storage(uri)
+            except EgotuneError as exc:
+                if not failing:
+                    print(f"egotune: warning: {exc}; the pages show the last copy", file=sys.stderr)
+                failing = True
+            else:
+                failing = False
+
+    threading.Thread(target=follow, name="egotune-bucket-mirror", daemon=True).start()

@@ -45,6 +45,7 @@ from tuner.results._predictions import (
     PredictionPartWriter,
     read_predictions,
 )
+from tuner.results._remote import is_uri, mirror_storage
 from tuner.results._stats import (
     LEVEL,
     compare_trials,
@@ -119,9 +120,11 @@ __all__ = [
     "format_number",
     "group_seeds",
     "hyperparameter_columns",
+    "is_uri",
     "list_experiments",
     "load_experiment",
     "lr_phases",
+    "mirror_storage",
     "outcomes",
     "parallel_axes",
     "param_importances",

@@ -53,11 +53,13 @@ def serve(
     dashboard: str | None = None,
     poll_s: float = 2.0,
     say: Callable[[str], None] | None = None,
+    label: str | None = None,
 ) -> None:
     """Serve the experiments of ``storage`` until interrupted.
 
     On a loopback address the token is optional; on any other one it is required, and a random
-    one is made (and printed in the address to open) when none is given.
+    one is made (and printed in the address to open) when none is given. ``label`` names the
+    storage in the first line instead of ``storage`` (a bucket whose mirror this is).
     """
     if not is_loopback(host) and token is None:
         token = secrets.token_urlsafe(24)
@@ -73,7 +75,7 @@ def serve(
     shown = socket.gethostname() if host in _ANY_ADDRESS else host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
-    (say or _say)(f"egotune ui: {storage} at {url} (read-only; Ctrl-C stops)")
+    (say or _say)(f"egotune ui: {label or storage} at {url} (read-only; Ctrl-C stops)")
     threading.Thread(target=read_ahead, args=(app.state.cache,), daemon=True).start()
     import uvicorn
 
