@@ -109,7 +109,8 @@ class Experiment:
     def predictions(self) -> pd.DataFrame:
         """``predictions.parquet`` (one row per trial, epoch and validation video), read on first
         use; empty for experiments written before it existed."""
-        return shared_predictions(read_predictions(self.path), self.epochs)
+        listed = list(self.trials["trial_id"])
+        return shared_predictions(read_predictions(self.path, listed=listed), self.epochs)
 
     @cached_property
     def exploits(self) -> pd.DataFrame:
@@ -161,8 +162,9 @@ def load_experiment(
 ) -> Experiment:
     """Read experiment ``exp`` (a name under ``storage``, or a folder path) into DataFrames."""
     path = resolve_experiment(exp, storage)
-    epochs = upgrade_epochs(read_epochs(path))
-    trials = upgrade_trials(read_trials(path), epochs)
+    listed = read_trials(path)
+    epochs = upgrade_epochs(read_epochs(path, listed=list(listed["trial_id"])))
+    trials = upgrade_trials(listed, epochs)
     try:
         metadata = read_experiment_metadata(path)
     except FileNotFoundError:

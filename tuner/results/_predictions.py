@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +128,19 @@ class PredictionPartWriter:
         return self.directory / name
 
 
-def read_predictions(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_predictions(
+    experiment_dir: str | os.PathLike[str], *, listed: Collection[str] | None = None
+) -> pd.DataFrame:
     """The predictions table of ``experiment_dir`` (completed parts; a damaged part is skipped
     with a warning naming it), sorted by trial, epoch and video; empty with its columns when the
     experiment has none. Rows of trials the trials table does not list are left out, as in
-    :func:`read_epochs`."""
+    :func:`read_epochs` (``listed``: the trials table's ids, when the caller has them)."""
     parts = part_files(Path(experiment_dir) / PREDICTIONS_DIR)
     tables = [table for table in map(read_parquet_file, parts) if table is not None]
     if not tables:
         return PREDICTION_SCHEMA.empty_table().to_pandas()
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame = listed_trials_only(frame, experiment_dir)
+    frame = listed_trials_only(frame, experiment_dir, listed)
     return frame.sort_values(["trial_id", "epoch", "video"], kind="stable").reset_index(drop=True)
 
 

@@ -496,12 +496,15 @@ def _text(value: Any) -> str | None:
 # -- readers --------------------------------------------------------------------------------
 
 
-def read_epochs(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_epochs(
+    experiment_dir: str | os.PathLike[str], *, listed: Collection[str] | None = None
+) -> pd.DataFrame:
     """The epochs table of ``experiment_dir``, one row per (trial_id, epoch), sorted by them.
 
     Reads completed part files only; an unreadable part is skipped with a warning naming it. The
     JSON ``extra`` column is expanded into one column per key. An empty table keeps the columns.
-    Rows of trials the trials table does not list are left out (:func:`listed_trials_only`).
+    Rows of trials the trials table does not list are left out (:func:`listed_trials_only`;
+    ``listed``: the trial ids of that table, when the caller has read it already).
     """
     directory = Path(experiment_dir) / EPOCHS_DIR
     tables = [t for t in map(read_parquet_file, part_files(directory)) if t is not None]
@@ -509,21 +512,29 @@ def read_epochs(experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
         frame = EPOCH_SCHEMA.empty_table().to_pandas()
     else:
         frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame = _expand_extra(listed_trials_only(frame, experiment_dir))
+    frame = _expand_extra(listed_trials_only(frame, experiment_dir, listed))
     return frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def listed_trials_only(frame: pd.DataFrame, experiment_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """The rows of ``frame`` whose trial the trials table lists (all rows without the table).
+def listed_trials_only(
+    frame: pd.DataFrame,
+    experiment_dir: str | os.PathLike[str],
+    listed: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """The rows of ``frame`` whose trial the trials table lists (all rows without the table);
+    ``listed`` gives the table's trial ids instead of reading it again.
 
     A driver killed after a trial's first reports but before Ray Tune saved its experiment state
     leaves rows of a trial that Tune does not restore: the resume starts that configuration again
     under a new id, and the trials table, written from Tune's trial list, never lists the first.
     """
-    if frame.empty or not (Path(experiment_dir) / TRIALS_FILE).is_file():
+    if frame.empty:
         return frame
-    listed = read_trials(experiment_dir)["trial_id"]
-    if listed.empty:
+    if listed is None:
+        if not (Path(experiment_dir) / TRIALS_FILE).is_file():
+            return frame
+        listed = list(read_trials(experiment_dir)["trial_id"])
+    if not listed:
         return frame
     return frame[frame["trial_id"].isin(set(listed))]
 
