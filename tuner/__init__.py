@@ -6,7 +6,8 @@
   package that imports ray;
 - :mod:`tuner.spaces`: search-space files; :mod:`tuner.results`: the Parquet tables and what is
   computed from them; :mod:`tuner.ui`: the web view; :mod:`tuner.cli`: the ``egotune`` command;
-- :mod:`tuner.errors`, :mod:`tuner.hints` and :mod:`tuner.atomic`: what every package shares.
+- :mod:`tuner.errors`, :mod:`tuner.hints`, :mod:`tuner.atomic` and :mod:`tuner.cache`: what every
+  package shares.
 
 ``import tuner`` imports neither ray nor torch.
 """

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tuner.cache import cache_dir
 from tuner.errors import EgotuneError
 
 __all__ = ["is_uri", "mirror_storage"]
@@ -53,7 +54,7 @@ def mirror_storage(uri: str, experiments: list[str] | None = None, *, tables: bo
         if experiments is None:
             listing = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
             experiments = [Path(i.path).name for i in listing if i.type == pafs.FileType.Directory]
-        local = _cache_root() / _local_name(uri)
+        local = cache_dir("storage") / _local_name(uri)
         local.mkdir(parents=True, exist_ok=True)
         for name in experiments:
             _mirror_experiment(filesystem, f"{root.rstrip('/')}/{name}", local / name, tables)
@@ -99,13 +100,6 @@ def _same(target: Path, info: Any) -> bool:
     return stat.st_size == info.size and (
         info.mtime_ns is None or stat.st_mtime_ns == info.mtime_ns
     )
-
-
-def _cache_root() -> Path:
-    if os.environ.get("EGOTUNE_CACHE_DIR"):
-        return Path(os.environ["EGOTUNE_CACHE_DIR"]).expanduser() / "storage"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "egotune" / "storage"
 
 
 def _local_name(uri: str) -> Path:

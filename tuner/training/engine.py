@@ -24,7 +24,6 @@ stage-1 state.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Collection, Iterable, Iterator
@@ -44,6 +43,7 @@ from data_pipeline import (
     split_by_user,
 )
 from models import set_stage_mode, tap_size
+from tuner.cache import cache_dir
 from tuner.errors import EgotuneError
 from tuner.training.checkpoints.contents import (
     best_weights_checkpoint,
@@ -95,10 +95,7 @@ def frame_store_dir(config: TrainConfig) -> Path:
     """Where the decoded-frame stores of this node live (see ``TrainConfig.frame_store_dir``)."""
     if config.frame_store_dir:
         return Path(config.frame_store_dir).expanduser()
-    if os.environ.get("EGOTUNE_CACHE_DIR"):
-        return Path(os.environ["EGOTUNE_CACHE_DIR"]).expanduser() / "frames"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "egotune" / "frames"
+    return cache_dir("frames")
 
 
 def resolve_device(name: str) -> torch.device:
