@@ -20,10 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuner.cli._names import absolute_path, absolute_set_values, check_experiment_name
+from tuner.cli._names import (
+    absolute_path,
+    absolute_set_values,
+    check_experiment_name,
+    storage_location,
+)
 from tuner.cli.search_summary import print_search_summary, resume_command, search_summary
 from tuner.cli.spaces import add_override_arguments, apply_override_arguments
 from tuner.errors import EgotuneError, UsageError
+from tuner.storage import scratch_dir
 
 __all__ = ["DEMO_SYNTH", "register"]
 
@@ -89,8 +95,9 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="experiment name (default: SPACE-DATE-TIME)")
     parser.add_argument(
         "--storage",
-        type=Path,
-        help="results folder (default: $EGOTUNE_STORAGE or ~/egotune-results)",
+        type=storage_location,
+        help="results folder every node sees, or a bucket (s3://bucket/prefix, gs://...; "
+        "default: $EGOTUNE_STORAGE or ~/egotune-results)",
     )
     parser.add_argument(
         "--max-failures",
@@ -106,7 +113,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     from tuner.spaces import load_space
     from tuner.tune.search import DEFAULT_MAX_FAILURES, SearchOptions
 
-    storage = absolute_path(args.storage or default_storage())
+    storage = _storage(args.storage or default_storage())
     name = args.resume if isinstance(args.resume, str) else args.name
     if name is not None:
         check_experiment_name(name, "--resume" if isinstance(args.resume, str) else "--name")
@@ -142,12 +149,20 @@ def _resource_flags(args: argparse.Namespace) -> dict[str, float]:
     return {key: value for key, value in given.items() if value is not None}
 
 
-def _recorded_search(storage: Path, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
-    """The space and dataset a search ran with, from its experiment folder."""
-    from tuner.results import read_experiment_metadata
+def _storage(storage: Path | str) -> Path | str:
+    """``--storage``: a bucket URI as given, a folder made absolute (:func:`absolute_path`)."""
+    return storage if isinstance(storage, str) else absolute_path(storage)
+
+
+def _recorded_search(storage: Path | str, name: str, args: argparse.Namespace) -> tuple[Any, Path]:
+    """The space and dataset a search ran with, from its experiment folder (in a bucket: from
+    the local mirror of its tables)."""
+    from tuner.results import mirror_storage, read_experiment_metadata
     from tuner.spaces import parse_space
     from tuner.training.config import load_yaml
 
+    if isinstance(storage, str):
+        storage = mirror_storage(storage, [name], tables=False)
     folder = storage / name
     try:
         metadata = read_experiment_metadata(folder)
@@ -196,6 +211,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from tuner.spaces import load_space
     from tuner.tune.search import DEFAULT_MAX_FAILURES, SearchOptions
 
+    if isinstance(args.storage, str):
+        raise UsageError(
+            f"--storage {args.storage}: the demo writes its dataset into a local folder; "
+            "pass a folder (egotune search takes a bucket)"
+        )
     storage = absolute_path(args.storage or default_storage())
     if args.name is not None:
         check_experiment_name(args.name, "--name")
@@ -371,10 +391,12 @@ def _console(to_stderr: bool) -> Iterator[None]:
         yield
 
 
-def _storage_flag(storage: Path) -> Path | None:
+def _storage_flag(storage: Path | str) -> Path | str | None:
     """``--storage`` for the next commands, unless it is the default folder."""
     from tuner.results import default_storage
 
+    if isinstance(storage, str):
+        return storage
     return None if storage.expanduser().resolve() == default_storage().resolve() else storage
 
 
@@ -389,6 +411,7 @@ def _leave_job_working_dir(options: Any) -> None:
     if f"{os.sep}runtime_resources{os.sep}" not in os.getcwd():
         return
     options.data = options.data.resolve()
-    options.storage = options.storage.resolve()
-    options.storage.mkdir(parents=True, exist_ok=True)
-    os.chdir(options.storage)
+    folder = scratch_dir() if isinstance(options.storage, str) else options.storage.resolve()
+    options.storage = options.storage if isinstance(options.storage, str) else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)

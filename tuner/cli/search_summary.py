@@ -26,7 +26,7 @@ def search_summary(
     experiment_dir: Path,
     space: Any,
     *,
-    storage_flag: Path | None,
+    storage_flag: Path | str | None,
     seconds: float,
     num_errors: int,
     chance: float | None = None,
@@ -79,7 +79,7 @@ _STORAGE_FAULTS = {
 }
 
 
-def storage_fault(experiment_dir: Path, storage_flag: Path | None = None) -> str | None:
+def storage_fault(experiment_dir: Path, storage_flag: Path | str | None = None) -> str | None:
     """One line naming ``experiment_dir`` and what to do when a trial failed because it could
     not write there (its ``error.txt`` from Tune names a full disk or a refused write; PyTorch
     adds ``inline_container.cc ... unexpected pos`` to a checkpoint cut short)."""
@@ -168,13 +168,13 @@ def _shown_path(path: Path) -> str:
         return str(absolute)
 
 
-def resume_command(name: str, storage_flag: Path | None) -> str:
+def resume_command(name: str, storage_flag: Path | str | None) -> str:
     """The command that continues an interrupted or killed search."""
     storage = ["--storage", str(storage_flag)] if storage_flag is not None else []
     return f"{egotune_command()} {shlex.join(['search', '--resume', name, *storage])}"
 
 
-def _next_commands(name: str, space: Any, storage_flag: Path | None) -> list[str]:
+def _next_commands(name: str, space: Any, storage_flag: Path | str | None) -> list[str]:
     storage = ["--storage", str(storage_flag)] if storage_flag is not None else []
     commands = [
         ["results", "top", name, *storage],

@@ -222,6 +222,8 @@ def _check_cluster_paths(args: argparse.Namespace) -> None:
         if key.strip() in PATH_KEYS and value.strip().lower() not in NOT_PATHS:
             paths.append((f"--set {key.strip()}", Path(value.strip())))
     for flag, path in paths:
+        if isinstance(path, str):
+            continue  # a bucket URI
         if path is not None and not (path.is_absolute() or str(path).startswith("~")):
             raise UsageError(
                 f"{flag} {path}: a relative path; pass the absolute path the cluster's nodes see "

@@ -19,7 +19,6 @@ callback state has to travel through Tune's experiment checkpoints.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,12 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from tuner.errors import EgotuneError
 from tuner.results import (
     PREDICTIONS_KEY,
     EpochPartWriter,
     PredictionPartWriter,
     TrialsTableWriter,
 )
+from tuner.storage import Bucket, TablePush, describe_error
+from tuner.training.checkpoints.writer import checkpoint_pointer
 from tuner.training.config import flatten_config
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class ParquetResultsCallback(Callback):
         config_resolver: ConfigResolver | None = None,
         planned_epochs: PlannedEpochs | None = None,
         flush_interval_s: float = 5.0,
+        upload: str | None = None,
     ) -> None:
         if flush_interval_s < 0:
             raise ValueError(f"flush_interval_s: must be >= 0, got {flush_interval_s!r}")
@@ -127,6 +130,7 @@ class ParquetResultsCallback(Callback):
         self._config_resolver = config_resolver
         self._planned_epochs = planned_epochs
         self._flush_interval_s = flush_interval_s
+        self._upload = upload
         self._reset_runtime_state()
 
     def _reset_runtime_state(self) -> None:
@@ -136,15 +140,16 @@ class ParquetResultsCallback(Callback):
         self._progress: dict[str, _TrialProgress] = {}
         self._warned_trials: set[str] = set()
         self._next_flush = 0.0
+        self._push: TablePush | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the callback with the run configuration: keep the settings only, the
         # tables are reopened from disk by the unpickled copy.
         settings = ("experiment_dir", "_config_resolver", "_planned_epochs", "_flush_interval_s")
-        return {name: self.__dict__[name] for name in settings}
+        return {name: self.__dict__[name] for name in (*settings, "_upload")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"_upload": None, **state})
         self._reset_runtime_state()
 
     # -- Tune hooks ----------------------------------------------------------------------
@@ -202,9 +207,10 @@ class ParquetResultsCallback(Callback):
         epochs, table = self._open()
         self._flush_rows(epochs)
         table.write()
+        self._upload_tables()
         progress = self._progress_of(trial)
         progress.latest_checkpoint = _checkpoint_uri(checkpoint)
-        best = _best_weights_file(checkpoint, self.experiment_dir, trial.trial_id)
+        best = _best_weights_file(checkpoint, self._upload or self.experiment_dir, trial.trial_id)
         if best is not None:
             table.update(trial.trial_id, {"checkpoint": best})
         else:  # a trainable that does not write egotune's pointers
@@ -251,7 +257,24 @@ class ParquetResultsCallback(Callback):
                 table.update(trial.trial_id, {"status": trial.status})
         self._flush_rows(epochs)
         table.write()
+        self._upload_tables()
         self._next_flush = time.monotonic() + self._flush_interval_s
+
+    def _upload_tables(self) -> None:
+        """A search on a bucket: send what the flush wrote (part files once, the trials table
+        when it changed) before Tune's next experiment snapshot can refer to its checkpoints.
+        A bucket that cannot be reached stops the search, which ``--resume`` continues."""
+        if self._upload is None:
+            return
+        if self._push is None:
+            self._push = TablePush(self.experiment_dir, Bucket(self._upload))
+        try:
+            self._push.push()
+        except OSError as exc:
+            raise EgotuneError(
+                f"--storage {self._upload}: uploading the tables failed ({describe_error(exc)}); "
+                f"what was written is kept: resume the search once it is reachable again"
+            ) from None
 
     def _flush_if_due(self, trials: list[Trial]) -> None:
         if time.monotonic() >= self._next_flush:
@@ -351,18 +374,14 @@ def _checkpoint_uri(checkpoint: Any) -> str:
     return f"{_URI_SCHEMES.get(kind, kind)}://{checkpoint.path}"
 
 
-def _best_weights_file(checkpoint: Any, experiment_dir: Path, trial_id: str) -> str | None:
+def _best_weights_file(checkpoint: Any, experiment: str | Path, trial_id: str) -> str | None:
     """The best-weights file a trial's pointer checkpoint names (the complete ``best.pt`` once
-    the trial ended), or ``None`` for a checkpoint without a pointer."""
-    from tuner.tune.trainable import CHECKPOINTS_DIR, POINTER_FILE
+    the trial ended) in the experiment folder or bucket URI ``experiment``, or ``None`` for a
+    checkpoint without a pointer."""
+    from tuner.tune.trainable import CHECKPOINTS_DIR
 
-    path = os.path.join(checkpoint.path, POINTER_FILE)
-    try:
-        with checkpoint.filesystem.open_input_stream(path) as stream:
-            pointer = json.loads(stream.read())
-    except (OSError, ValueError):
-        return None
-    name = pointer.get("final_best") or pointer.get("best") if isinstance(pointer, dict) else None
+    pointer = checkpoint_pointer(checkpoint)
+    name = pointer.get("final_best") or pointer.get("best") if pointer else None
     if not name:
         return None
-    return str(experiment_dir / CHECKPOINTS_DIR / trial_id / name)
+    return f"{experiment}/{CHECKPOINTS_DIR}/{trial_id}/{name}"

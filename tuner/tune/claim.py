@@ -14,28 +14,52 @@ search's trials vanished, or every row twice). The claim is:
 
 ``flock`` works on a local disk and on NFSv4 (as a POSIX lock, released by the server when the
 client's lease lapses, about 90 s after a node is lost).
+
+An object store has no lock, so a search on a bucket holds a **lease** (:class:`BucketLease`):
+``<experiment>/.owner.json`` in the bucket names the holder and the time it last renewed it, every
+:data:`LEASE_RENEW_S` seconds. Another search refuses the experiment while the lease is younger
+than :data:`LEASE_S`, and takes it over after that (its holder died). Two searches started within
+the same second with one new name could both write the record; the later one then sees the
+other's record when it reads it back, and stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
 import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuner.atomic import write_json_atomic
 from tuner.errors import UsageError
+from tuner.storage import Bucket
 
-__all__ = ["LOCK_FILE", "OWNER_FILE", "ExperimentClaim", "claim_new_experiment", "describe"]
+__all__ = [
+    "LEASE_RENEW_S",
+    "LEASE_S",
+    "LOCK_FILE",
+    "OWNER_FILE",
+    "BucketLease",
+    "ExperimentClaim",
+    "claim_new_experiment",
+    "describe",
+]
 
 LOCK_FILE = ".owner.lock"
 OWNER_FILE = ".owner.json"
 _SUFFIXES = 1000
+LEASE_RENEW_S = 20.0
+"""Seconds between two renewals of a search's lease on a bucket's experiment."""
+LEASE_S = 90.0
+"""Age after which a lease counts as its holder's death."""
 
 
 @dataclass
@@ -122,3 +146,84 @@ def _me() -> dict[str, Any]:
         "started": time.time(),
         "command": " ".join(["egotune", *sys.argv[1:]])[:300],
     }
+
+
+class BucketLease:
+    """This search's lease on experiment ``name`` in a bucket (see the module docstring)."""
+
+    def __init__(self, root: Bucket, name: str, previous: dict[str, Any] | None) -> None:
+        self.name = name
+        self.bucket = root.child(name)
+        self.previous = previous
+        """The record of a holder that stopped renewing it (``--resume`` after a kill)."""
+        self._record = {**_me(), "token": uuid.uuid4().hex}
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @classmethod
+    def new(cls, root: Bucket, name: str, *, default: bool) -> BucketLease:
+        """The lease on a new experiment: an explicit name that exists in the bucket is
+        refused, a default one takes the first free ``-2``, ``-3``, ... suffix."""
+        for suffix in range(1, _SUFFIXES + 1):
+            candidate = name if suffix == 1 else f"{name}-{suffix}"
+            if root.child(candidate).exists():
+                if default:
+                    continue
+                raise UsageError(
+                    f"--name {name}: {root.uri}/{name} already exists; pass --resume to continue "
+                    "it or choose another name"
+                )
+            return cls(root, candidate, None)._hold()
+        raise UsageError(f"--name: {root.uri} holds {_SUFFIXES} experiments named {name}-N")
+
+    @classmethod
+    def take(cls, root: Bucket, name: str) -> BucketLease:
+        """The lease on an existing experiment; refused while its holder renews it."""
+        owner = _read_lease(root.child(name))
+        if owner is not None and time.time() - float(owner.get("renewed", 0)) < LEASE_S:
+            raise UsageError(
+                f"experiment {name} is being run by {describe(owner)} (its lease in {root.uri} "
+                f"was renewed {time.time() - float(owner.get('renewed', 0)):.0f} s ago); wait "
+                "for it to end or stop it before running it again"
+            )
+        return cls(root, name, owner)._hold()
+
+    def _hold(self) -> BucketLease:
+        self._write()
+        mine = _read_lease(self.bucket)
+        if not mine or mine.get("token") != self._record["token"]:
+            raise UsageError(
+                f"experiment {self.name} in {self.bucket.uri} was just taken by "
+                f"{describe(mine)}; choose another name"
+            )
+        self._renewer = threading.Thread(target=self._renew, name="egotune-lease", daemon=True)
+        self._renewer.start()
+        return self
+
+    def _write(self) -> None:
+        self._record["renewed"] = time.time()
+        self.bucket.write_bytes(OWNER_FILE, json.dumps(self._record).encode())
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_RENEW_S):
+            try:
+                self._write()
+            except OSError as exc:  # the bucket is unreachable for now: try again later
+                print(f"egotune: warning: renewing the lease failed ({exc})", file=sys.stderr)
+
+    def release(self) -> None:
+        """End the lease: its record goes (a new experiment's folder held nothing else)."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        with contextlib.suppress(OSError):  # else it lapses on its own
+            self.bucket.delete(OWNER_FILE)
+
+
+def _read_lease(bucket: Bucket) -> dict[str, Any] | None:
+    try:
+        data = bucket.read_bytes(OWNER_FILE)
+        owner = json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline import DatasetIndex
-from tuner.atomic import write_json_atomic
 from tuner.errors import EgotuneError
 from tuner.spaces import PrerequisiteRun, SearchSpace
+from tuner.storage import file_exists, read_file, write_file
+from tuner.training.checkpoints.writer import checkpoint_pointer
 from tuner.training.config import RUNTIME_KEYS, TrainConfig
 from tuner.tune.console import build_progress_reporter, select_classic_console
 from tuner.tune.interrupt import graceful_interrupt
 from tuner.tune.params import trial_resources, with_recipe_modules
-from tuner.tune.trainable import CHECKPOINTS_DIR, checkpoint_config, read_pointer, train_trial
+from tuner.tune.trainable import CHECKPOINTS_DIR, checkpoint_config, train_trial
 
 __all__ = ["PREREQUISITES_DIR", "Checkpoints", "run_prerequisites"]
 
 PREREQUISITES_DIR = "_prerequisites"
+_RECORD = "prerequisite.json"
 Checkpoints = dict[str, dict[tuple[tuple[str, Any], ...], str]]
 """Checkpoint path of each prerequisite run, by prerequisite name and match."""
 
@@ -56,13 +58,14 @@ _INHERITED_KEYS = (
 def run_prerequisites(
     space: SearchSpace,
     index: DatasetIndex,
-    storage: Path,
+    storage: Path | str,
     fingerprint: str,
     max_failures: int,
     verbose: int,
 ) -> Checkpoints:
-    """Execute (or reuse) every prerequisite run of ``space``; returns the checkpoint paths by
-    prerequisite name and match (the values of the trials it serves)."""
+    """Execute (or reuse) every prerequisite run of ``space`` in ``storage`` (a folder or a
+    bucket URI); returns the checkpoint paths (or URIs) by prerequisite name and match (the
+    values of the trials it serves)."""
     done: Checkpoints = {}
     for run in space.prerequisite_runs():
         config = _prerequisite_config(space, run, done)
@@ -97,25 +100,25 @@ def _run_prerequisite(
     name: str,
     flat_config: dict[str, Any],
     index: DatasetIndex,
-    storage: Path,
+    storage: Path | str,
     fingerprint: str,
     resources: Any,
     retries_and_verbosity: tuple[int, int],
 ) -> str:
     config = TrainConfig.from_trial(flat_config)
     computed = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS}
-    folder = storage / PREREQUISITES_DIR / f"{name}-{_digest(computed, fingerprint)}"
-    record_file = folder / "prerequisite.json"
+    runs = f"{str(storage).rstrip('/')}/{PREREQUISITES_DIR}"
+    folder = f"{runs}/{name}-{_digest(computed, fingerprint)}"
     # runtime keys (loader workers, device, ...) do not change what the run computes; folders
     # of earlier versions were named after the whole configuration
-    earlier = storage / PREREQUISITES_DIR / f"{name}-{_digest(config.to_dict(), fingerprint)}"
-    for found in (record_file, earlier / "prerequisite.json"):
-        if found.is_file():
-            record = json.loads(found.read_text())
-            if Path(record["checkpoint"]).is_file():
-                print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
-                return str(record["checkpoint"])
-    print(f"prerequisite {name}: training {folder.name}", flush=True)
+    earlier = f"{runs}/{name}-{_digest(config.to_dict(), fingerprint)}"
+    for found in (folder, earlier):
+        text = read_file(f"{found}/{_RECORD}")
+        record = json.loads(text) if text else None
+        if record and file_exists(record["checkpoint"]):
+            print(f"prerequisite {name}: reusing {record['checkpoint']}", flush=True)
+            return str(record["checkpoint"])
+    print(f"prerequisite {name}: training {folder.rsplit('/', 1)[1]}", flush=True)
     checkpoint = _train_prerequisite(config, index, folder, resources, *retries_and_verbosity)
     record = {
         "name": name,
@@ -123,8 +126,7 @@ def _run_prerequisite(
         "dataset": fingerprint,
         "checkpoint": checkpoint,
     }
-    record_file.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_file, record)
+    write_file(f"{folder}/{_RECORD}", json.dumps(record, indent=2).encode())
     return checkpoint
 
 
@@ -136,29 +138,31 @@ def _digest(config: dict[str, Any], fingerprint: str) -> str:
 def _train_prerequisite(
     config: TrainConfig,
     index: DatasetIndex,
-    folder: Path,
+    folder: str,
     resources: Any,
     max_failures: int,
     verbose: int,
 ) -> str:
-    """Train one prerequisite run as a one-trial Tuner with the space's per-trial resources."""
+    """Train one prerequisite run as a one-trial Tuner with the space's per-trial resources, in
+    ``folder`` (a path or a bucket URI)."""
     from ray import tune
 
-    store = str(folder / CHECKPOINTS_DIR)
+    store = f"{folder}/{CHECKPOINTS_DIR}"
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, index=index, store=store), resources
     )
-    run_dir = folder / "run"
-    if tune.Tuner.can_restore(str(run_dir)):
+    run_dir = f"{folder}/run"
+    name = folder.rsplit("/", 1)[1]
+    if tune.Tuner.can_restore(run_dir):
         select_classic_console()  # the restored reporter prints only on Tune's classic console
-        tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(run_dir, trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=with_recipe_modules(config.to_flat()),
             run_config=tune.RunConfig(
                 name="run",
-                storage_path=str(folder),
+                storage_path=folder,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=checkpoint_config(),
                 verbose=verbose,
@@ -170,14 +174,14 @@ def _train_prerequisite(
     if interrupt.seen:  # nothing to resume by name yet: the same command reuses the run
         raise KeyboardInterrupt
     if result.error is not None:
-        raise EgotuneError(f"prerequisite run {folder.name} failed: {result.error}")
-    pointer = read_pointer(result.checkpoint.path) if result.checkpoint is not None else None
+        raise EgotuneError(f"prerequisite run {name} failed: {result.error}")
+    pointer = checkpoint_pointer(result.checkpoint) if result.checkpoint is not None else None
     if pointer is None or not pointer.get("final_best"):
-        raise EgotuneError(f"prerequisite run {folder.name} left no best weights")
+        raise EgotuneError(f"prerequisite run {name} left no best weights")
     # The engine's own best (the first epoch reaching the best accuracy, as the report selects),
     # complete with its frozen weights, written by the trial at its end.
     trial_id = str((result.metrics or {}).get("trial_id"))
-    best = folder / CHECKPOINTS_DIR / trial_id / pointer["final_best"]
-    if not best.is_file():
-        raise EgotuneError(f"prerequisite run {folder.name}: {best} is missing")
-    return str(best)
+    best = f"{store}/{trial_id}/{pointer['final_best']}"
+    if not file_exists(best):
+        raise EgotuneError(f"prerequisite run {name}: {best} is missing")
+    return best

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,12 +36,20 @@ from data_pipeline import (
     discover,
     split_by_user,
 )
-from tuner.errors import UsageError
+from tuner.errors import EgotuneError, UsageError
 from tuner.results import STORAGE_ENV, write_experiment_metadata
 from tuner.spaces import SearchSpace, SharingPlan
+from tuner.storage import Bucket, TablePush, describe_error, is_uri, pull_tables, scratch_dir
 from tuner.training.config import TrainConfig
 from tuner.training.dataset_checks import DATASET_CHECKS_DIR, verify_once
-from tuner.tune.claim import LOCK_FILE, OWNER_FILE, ExperimentClaim, claim_new_experiment, describe
+from tuner.tune.claim import (
+    LOCK_FILE,
+    OWNER_FILE,
+    BucketLease,
+    ExperimentClaim,
+    claim_new_experiment,
+    describe,
+)
 from tuner.tune.console import build_progress_reporter, select_classic_console
 from tuner.tune.interrupt import graceful_interrupt
 from tuner.tune.params import (
@@ -85,7 +94,9 @@ class SearchOptions:
     """Everything about a search that is not the space itself."""
 
     data: Path
-    storage: Path
+    storage: Path | str
+    """A folder every node sees, or a bucket URI (``s3://bucket/prefix``): then each node works
+    in its scratch folder and the bucket keeps everything (:mod:`tuner.storage`)."""
     name: str | None = None
     address: str | None = None
     resume: bool = False
@@ -124,8 +135,10 @@ class SearchOutcome:
 
 def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     """Run (or resume) ``space`` on Ray Tune and return where its results are."""
-    _refuse_uri_storage(options.storage)
-    storage = _prepare_storage(options.storage)
+    bucket = _check_bucket(str(options.storage), space) if is_uri(options.storage) else None
+    if bucket is None:
+        _refuse_uri_storage(Path(options.storage))
+    storage = _prepare_storage(scratch_dir(bucket.uri) if bucket else Path(options.storage))
     requests = resource_requests(space, options.resource_flags)
     if _starts_local_ray(options):  # what this machine cannot give, before Ray starts
         check_local_resources(requests, options.num_cpus or os.cpu_count() or 1, local_gpu_count())
@@ -137,35 +150,76 @@ def run_search(space: SearchSpace, options: SearchOptions) -> SearchOutcome:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     for warning in space.warnings:
         print(f"warning: {warning}", flush=True)
-    claim = _claim_experiment(space, storage, options)
+    lease = _lease_in_bucket(space, bucket, options) if bucket else None
     try:
-        outcome = _run_claimed(space, options, storage, requests, claim.folder)
+        claim = _claim_experiment(space, storage, options, lease)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
+    try:
+        outcome = _run_claimed(space, options, storage, requests, claim.folder, lease)
     except BaseException:
         claim.release()
+        if lease is not None:
+            lease.release()
         _remove_if_unused(claim.folder, resumed=options.resume)
         raise
     claim.release()
+    if lease is not None:
+        lease.release()
     return outcome
 
 
-def _claim_experiment(space: SearchSpace, storage: Path, options: SearchOptions) -> ExperimentClaim:
+def _default_name(space: SearchSpace) -> str:
+    return f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _claim_experiment(
+    space: SearchSpace, storage: Path, options: SearchOptions, lease: BucketLease | None = None
+) -> ExperimentClaim:
     """The experiment's folder, claimed for this search before anything else runs
-    (:mod:`tuner.tune.claim`)."""
+    (:mod:`tuner.tune.claim`). On a bucket, the lease there decided the name, and the folder is
+    this node's scratch copy of the experiment: made anew, its tables pulled from the bucket."""
+    if lease is not None:
+        folder = storage / lease.name
+        if folder.exists():
+            shutil.rmtree(folder)  # an earlier copy: the bucket holds what counts
+        folder.mkdir(parents=True)
+        claim = ExperimentClaim.take(folder)
+        if options.resume:
+            pull_tables(lease.bucket, folder)
+            _print_takeover(lease.name, lease.previous)
+        return claim
     if not options.resume:
-        name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = options.name or _default_name(space)
         return claim_new_experiment(storage, name, default=options.name is None)
     assert options.name is not None
     folder = storage / options.name
-    _check_experiment_dir(folder, resume=True)
+    _check_experiment_dir(str(folder), options.name)
     claim = ExperimentClaim.take(folder)
-    if claim.previous is not None:
+    _print_takeover(options.name, claim.previous)
+    return claim
+
+
+def _print_takeover(name: str, previous: dict[str, Any] | None) -> None:
+    if previous is not None:
         print(
-            f"egotune: note: {options.name} was last run by {describe(claim.previous)}, which "
+            f"egotune: note: {name} was last run by {describe(previous)}, which "
             "ended without releasing it (killed); this search takes it over",
             file=sys.stderr,
             flush=True,
         )
-    return claim
+
+
+def _lease_in_bucket(space: SearchSpace, bucket: Bucket, options: SearchOptions) -> BucketLease:
+    """The search's lease on its experiment's folder in the bucket (:class:`BucketLease`)."""
+    if options.resume:
+        assert options.name is not None
+        _check_experiment_dir(f"{bucket.uri}/{options.name}", options.name)
+        return BucketLease.take(bucket, options.name)
+    name = options.name or _default_name(space)
+    return BucketLease.new(bucket, name, default=options.name is None)
 
 
 def _remove_if_unused(folder: Path, *, resumed: bool) -> None:
@@ -182,6 +236,7 @@ def _run_claimed(
     storage: Path,
     requests: Any,
     experiment_dir: Path,
+    lease: BucketLease | None = None,
 ) -> SearchOutcome:
     name = experiment_dir.name
     index = _load_index(options.data, storage, space)
@@ -192,7 +247,12 @@ def _run_claimed(
     check_cluster_resources(requests, node_shapes())
     fingerprint = dataset_fingerprint(index)
     checkpoints = run_prerequisites(
-        space, index, storage, fingerprint, options.max_failures, options.verbose
+        space,
+        index,
+        str(options.storage).rstrip("/") if lease else storage,
+        fingerprint,
+        options.max_failures,
+        options.verbose,
     )
     write_experiment_metadata(
         experiment_dir,
@@ -205,10 +265,13 @@ def _run_claimed(
         dataset_fingerprint=fingerprint,
         argv=list(options.argv),
     )
+    if lease is not None:
+        _push_tables(TablePush(experiment_dir, lease.bucket), lease.bucket)
     sharing = _sharing(space, checkpoints)
     if sharing is not None:
         print(f"prefix sharing: {sharing[1].summary()}", flush=True)
-    tuner = _make_tuner(space, index, experiment_dir, checkpoints, options, sharing)
+    where = _Where(experiment_dir, lease.bucket.uri if lease else None)
+    tuner = _make_tuner(space, index, where, checkpoints, options, sharing)
     with graceful_interrupt() as interrupt:
         results = tuner.fit()
     return SearchOutcome(
@@ -289,16 +352,41 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:,.0f} MiB"
 
 
-def _check_experiment_dir(experiment_dir: Path, *, resume: bool) -> None:
-    """A resumed experiment can be restored (a new one's folder is checked as it is claimed)."""
-    if resume:
-        from ray import tune
+def _check_experiment_dir(experiment: str, name: str) -> None:
+    """A resumed experiment (a folder or a bucket URI) can be restored (a new one's folder is
+    checked as it is claimed)."""
+    from ray import tune
 
-        if not tune.Tuner.can_restore(str(experiment_dir)):
-            raise UsageError(
-                f"--resume {experiment_dir.name}: no restorable experiment at {experiment_dir}; "
-                "check --name and --storage (egotune results list shows the experiments)"
-            )
+    if not tune.Tuner.can_restore(experiment):
+        raise UsageError(
+            f"--resume {name}: no restorable experiment at {experiment}; "
+            "check --name and --storage (egotune results list shows the experiments)"
+        )
+
+
+def _check_bucket(uri: str, space: SearchSpace) -> Bucket:
+    """``--storage URI``: a bucket this machine can list and write (a probe object written and
+    deleted), for a search whose state can live there."""
+    if space.scheduler.uses_optuna:
+        raise UsageError(
+            f"--storage {uri}: an Optuna search keeps its study in a SQLite file, which an object "
+            "store cannot lock; run it with --storage on a folder every node sees (docs/cluster.md)"
+        )
+    probe = f".egotune-write-test-{uuid.uuid4().hex[:12]}"
+    try:
+        bucket = Bucket(uri)
+        bucket.write_bytes(probe, b"egotune")
+        bucket.delete(probe)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--storage {uri}: {describe_error(exc)}") from None
+    return bucket
+
+
+def _push_tables(push: TablePush, bucket: Bucket) -> None:
+    try:
+        push.push()
+    except OSError as exc:
+        raise EgotuneError(f"--storage {bucket.uri}: {describe_error(exc)}") from None
 
 
 def _load_index(data: Path, storage: Path, space: SearchSpace) -> DatasetIndex:
@@ -350,10 +438,29 @@ def _sharing(
     return trial_configs(space, checkpoints), plan
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a search keeps its experiment: ``folder`` (the experiment folder every node sees,
+    or, with ``bucket``, this node's scratch copy of the bucket's experiment folder URI)."""
+
+    folder: Path
+    bucket: str | None = None
+
+    @property
+    def experiment(self) -> str:
+        """What Tune restores from."""
+        return self.bucket or str(self.folder)
+
+    @property
+    def store(self) -> str:
+        """The trials' checkpoint store."""
+        return f"{self.experiment}/{CHECKPOINTS_DIR}"
+
+
 def _make_tuner(
     space: SearchSpace,
     index: DatasetIndex,
-    experiment_dir: Path,
+    where: _Where,
     checkpoints: dict[str, dict[tuple[tuple[str, Any], ...], str]],
     options: SearchOptions,
     sharing: tuple[list[dict[str, Any]], SharingPlan] | None = None,
@@ -364,18 +471,21 @@ def _make_tuner(
     from tuner.tune.callbacks import ParquetResultsCallback
     from tuner.tune.sharing.searcher import PrefixSharingSearcher
 
-    store = str(experiment_dir / CHECKPOINTS_DIR)
+    experiment_dir, store = where.folder, where.store
     trainable = tune.with_resources(
         tune.with_parameters(options.trainable, index=index, store=store), trial_resources(space)
     )
     if options.resume:
         select_classic_console()  # the restored reporter prints only on Tune's classic console
-        return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+        return tune.Tuner.restore(where.experiment, trainable, resume_errored=True)
     callback = ParquetResultsCallback(
-        experiment_dir, config_resolver=_hyperparameters, planned_epochs=_planned_epochs
+        experiment_dir,
+        config_resolver=_hyperparameters,
+        planned_epochs=_planned_epochs,
+        upload=where.bucket,
     )
     tune_config = dataclasses.replace(
-        build_tune_config(space, experiment_dir), reuse_actors=options.reuse_actors
+        build_tune_config(space, experiment_dir, store), reuse_actors=options.reuse_actors
     )
     param_space = build_param_space(space, checkpoints)
     if sharing is not None:
@@ -399,7 +509,7 @@ def _make_tuner(
         tune_config=tune_config,
         run_config=tune.RunConfig(
             name=experiment_dir.name,
-            storage_path=str(experiment_dir.parent),
+            storage_path=where.experiment.rsplit("/", 1)[0],
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=checkpoint_config(),
             callbacks=[callback],

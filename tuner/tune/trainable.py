@@ -51,6 +51,7 @@ import torch
 
 from data_pipeline import DatasetIndex
 from tuner.results import COMPUTED_BY, EXPLOIT_ID, GENERATION, PREDICTIONS_KEY
+from tuner.storage import is_uri, local_file
 from tuner.training.checkpoints.files import load_checkpoint
 from tuner.training.checkpoints.policy import CheckpointPolicy
 from tuner.training.checkpoints.writer import (
@@ -66,7 +67,7 @@ from tuner.training.checkpoints.writer import (
 from tuner.training.config import TrainConfig
 from tuner.training.engine import EpochRecord, Trainer
 from tuner.tune.params import POPULATION_KEY, resolve_trial_config
-from tuner.tune.sharing.trial import ENDED_FILE, TrialSharing
+from tuner.tune.sharing.trial import ENDED_FILE, SHARING_FILE, TrialSharing
 
 __all__ = [
     "ACTOR_NAME_PREFIX",
@@ -133,17 +134,21 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
     entered = time.perf_counter()
     _collect_from_here()
     trial_id = context.get_trial_id()
-    trainer = Trainer(TrainConfig.from_trial(resolve_trial_config(config)), index)
-    folder = CheckpointFolder(Path(store) / trial_id)
+    values = {  # a prerequisite's checkpoint in a bucket: downloaded to this node once
+        key: local_file(value) if is_uri(value) else value
+        for key, value in resolve_trial_config(config).items()
+    }
+    trainer = Trainer(TrainConfig.from_trial(values), index)
+    folder = CheckpointFolder.of(store, trial_id)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(trainer.config.checkpoint_every))
-    sharing = TrialSharing.read(folder.folder) or TrialSharing()
+    sharing = TrialSharing.read(folder.fetch(SHARING_FILE).parent) or TrialSharing()
     restored = tune.get_checkpoint()
     shared_rows: list[dict[str, Any]] = []
     if restored is not None:
         with restored.as_directory() as pointer_dir:
             _restore(trainer, checkpoints, folder, Path(pointer_dir), config)
     elif sharing.sources:
-        shared_rows = _branch(trainer, checkpoints, Path(store), sharing)
+        shared_rows = _branch(trainer, checkpoints, sharing)
     tags = {"experiment": context.get_experiment_name(), "trial": context.get_trial_name()}
     population = config.get(POPULATION_KEY) or {}
     run = _Run(trainer, checkpoints, trial_id, tags, save_at=set(sharing.save_at))
@@ -250,36 +255,42 @@ class _Run:
 
 
 def _branch(
-    trainer: Trainer, checkpoints: RunCheckpoints, store: Path, sharing: TrialSharing
+    trainer: Trainer, checkpoints: RunCheckpoints, sharing: TrialSharing
 ) -> list[dict[str, Any]]:
     """Start from the first branch state of ``sharing.sources`` on disk; returns the rows of
     the epochs it holds. A source that ended before its branch epoch (ASHA stopped it) lends
     its newest resume state up to that epoch instead: those epochs are shared all the same.
     Without either, the trial computes its epochs from the first."""
     for source, epoch in sharing.sources:
-        path = CheckpointFolder(store / source).branch_path(epoch)
+        folder = checkpoints.folder.sibling(source)
+        path = folder.fetch(folder.branch_path(epoch).name)
         if path.is_file():
-            return _continue_branch(trainer, checkpoints, path, source)
+            return _continue_branch(trainer, checkpoints, folder, path, source)
     for source, epoch in sharing.sources:
-        earlier = _earlier_state(store / source, epoch)
+        folder = checkpoints.folder.sibling(source)
+        earlier = _earlier_state(folder, epoch)
         if earlier is not None:
-            return _continue_branch(trainer, checkpoints, earlier, source)
+            return _continue_branch(trainer, checkpoints, folder, earlier, source)
     return []
 
 
-def _earlier_state(folder: Path, epoch: int) -> Path | None:
+def _earlier_state(folder: CheckpointFolder, epoch: int) -> Path | None:
     """The newest resume state of an ended trial's ``folder`` at or before ``epoch``."""
-    if not (folder / ENDED_FILE).is_file():
+    if not folder.fetch(ENDED_FILE).is_file():
         return None  # still running: its older states may be rotated away under us
-    return CheckpointFolder(folder).newest_state(up_to=epoch)
+    return folder.newest_state(up_to=epoch)
 
 
 def _continue_branch(
-    trainer: Trainer, checkpoints: RunCheckpoints, path: Path, source: str
+    trainer: Trainer,
+    checkpoints: RunCheckpoints,
+    folder: CheckpointFolder,
+    path: Path,
+    source: str,
 ) -> list[dict[str, Any]]:
     state = load_checkpoint(path)
     best_file = state.get("best_file")  # a resume state keeps its best weights apart
-    best = load_checkpoint(path.parent / best_file)["model"] if best_file else None
+    best = load_checkpoint(folder.fetch(best_file))["model"] if best_file else None
     trainer.continue_from(state, best)
     checkpoints.history[:] = state.get("history", [])
     checkpoints.policy.taken(trainer.global_epoch, snapshot_s=0.0)
@@ -309,7 +320,7 @@ def _restore(
     if pointer and donor and donor != folder.folder.name:
         _exploit(trainer, checkpoints, folder, pointer, config)
         return
-    state_path = folder.path(pointer["state"]) if pointer else None
+    state_path = folder.fetch(pointer["state"]) if pointer else None
     if state_path is None or not state_path.is_file():
         print(f"trial restarts from epoch 1: its checkpoint {state_path} is gone", flush=True)
         return
@@ -328,8 +339,10 @@ def _exploit(
     donor = str(pointer["trial"])
 
     def donor_file(name: str) -> Path:
-        pinned = folder.path(f"{PINNED_PREFIX}{donor}-{name}")
-        return pinned if pinned.is_file() else folder.folder.parent / donor / name
+        pinned = folder.fetch(f"{PINNED_PREFIX}{donor}-{name}")
+        return pinned if pinned.is_file() else donor_folder.fetch(name)
+
+    donor_folder = folder.sibling(donor)
 
     state = load_checkpoint(donor_file(str(pointer["state"])))
     best = load_checkpoint(donor_file(str(pointer["best"])))["model"] if pointer["best"] else None

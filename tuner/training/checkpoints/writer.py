@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from tuner.atomic import write_json_atomic
+from tuner.storage import Bucket, is_uri, scratch_dir
 from tuner.training.checkpoints.contents import best_weights_checkpoint, host_copy, tensor_bytes
 from tuner.training.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
 from tuner.training.checkpoints.policy import CheckpointPolicy
@@ -64,6 +65,7 @@ __all__ = [
     "HostSnapshot",
     "RunCheckpoints",
     "SavedCheckpoint",
+    "checkpoint_pointer",
     "pin_donor_files",
     "read_pointer",
     "resume_run",
@@ -129,9 +131,48 @@ class HostSnapshot:
 class CheckpointFolder:
     """The checkpoint files of one run (see the module docstring for the layout)."""
 
-    def __init__(self, folder: str | Path, *, versioned: bool = True) -> None:
+    def __init__(
+        self, folder: str | Path, *, versioned: bool = True, remote: Bucket | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.versioned = versioned
+        self.remote = remote
+        """The run's folder in a bucket: every file written here is uploaded there, and a file
+        missing here is downloaded from there (:meth:`fetch`)."""
+
+    @classmethod
+    def of(cls, store: str | Path, trial_id: str) -> CheckpointFolder:
+        """Trial ``trial_id``'s folder in the search's checkpoint store: a local folder, or a
+        bucket URI worked on through this node's scratch folder."""
+        if is_uri(store):
+            uri = str(store)
+            return cls(scratch_dir(uri) / trial_id, remote=Bucket(uri).child(trial_id))
+        return cls(Path(store) / trial_id)
+
+    def sibling(self, trial_id: str) -> CheckpointFolder:
+        """Trial ``trial_id``'s folder in the same store."""
+        remote = None if self.remote is None else self.remote.sibling(trial_id)
+        return CheckpointFolder(self.folder.parent / trial_id, remote=remote)
+
+    def fetch(self, name: str) -> Path:
+        """The local path of file ``name``, downloaded from the bucket first when it is only
+        there (the path of a missing file when it is nowhere)."""
+        path = self.path(name)
+        if self.remote is not None and not path.is_file():
+            self.remote.download(name, path)
+        return path
+
+    def has(self, name: str) -> bool:
+        """File ``name`` is here or in the bucket (nothing is downloaded)."""
+        if self.path(name).is_file():
+            return True
+        return self.remote is not None and self.remote.exists(name)
+
+    def publish(self, *names: str | None) -> None:
+        """Upload the named local files to the bucket (nothing without one)."""
+        if self.remote is not None:
+            for name in filter(None, names):
+                self.remote.upload(self.path(name), name)
 
     def state_name(self, epoch: int) -> str:
         return f"state-e{epoch:05d}.pt" if self.versioned else "latest.pt"
@@ -155,15 +196,17 @@ class CheckpointFolder:
         index = self._index()
         index[state] = best
         kept = sorted(index, key=_epoch_of)[-keep:]
-        for name in set(index) - set(kept):
-            self.path(name).unlink(missing_ok=True)
+        pruned = set(index) - set(kept)
         index = {name: index[name] for name in kept}
         write_json_atomic(self.path(_INDEX), index)
+        self.publish(_INDEX)  # the bucket's index names only what is there before files go
         wanted = set(index.values())
         bests = sorted(p.name for p in self.folder.glob("best-e*.pt"))
-        for name in bests[:-1]:
-            if name not in wanted:
-                self.path(name).unlink(missing_ok=True)
+        pruned.update(name for name in bests[:-1] if name not in wanted)
+        for name in pruned:
+            self.path(name).unlink(missing_ok=True)
+            if self.remote is not None:
+                self.remote.delete(name)
 
     def newest_state(self, up_to: int | None = None) -> Path | None:
         """The newest complete resume state in the folder (after epoch ``up_to`` at the
@@ -175,14 +218,17 @@ class CheckpointFolder:
         def wanted(name: str) -> bool:
             return up_to is None or 0 <= _epoch_of(name) <= up_to
 
-        names = [n for n in self._index() if wanted(n) and self.path(n).is_file()]
+        names = [n for n in self._index() if wanted(n)]
         if not names and self.folder.is_dir():
             names = [p.name for p in self.folder.glob("state-e*.pt") if wanted(p.name)]
-        return self.path(max(names, key=_epoch_of)) if names else None
+        for name in sorted(names, key=_epoch_of, reverse=True):
+            if self.fetch(name).is_file():
+                return self.path(name)
+        return None
 
     def _index(self) -> dict[str, str | None]:
         try:
-            index = json.loads(self.path(_INDEX).read_text())
+            index = json.loads(self.fetch(_INDEX).read_text())
         except (OSError, ValueError):
             return {}
         return {str(k): v for k, v in index.items()} if isinstance(index, dict) else {}
@@ -281,12 +327,24 @@ def read_pointer(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return pointer
 
 
+def checkpoint_pointer(checkpoint: Any) -> dict[str, Any] | None:
+    """The ``pointer.json`` of a Ray Tune checkpoint (on local disk or in a bucket: read through
+    the checkpoint's own filesystem), or ``None`` when it has none."""
+    path = os.path.join(checkpoint.path, POINTER_FILE)
+    try:
+        with checkpoint.filesystem.open_input_stream(path) as stream:
+            pointer = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    return pointer if isinstance(pointer, dict) else None
+
+
 def resume_run(trainer: Any, checkpoints: RunCheckpoints, state_path: Path) -> None:
     """Load the resume state ``state_path`` (and the best weights it refers to) into the trainer
     that ``checkpoints`` writes for."""
     state = load_checkpoint(state_path)
     best_file = state.get("best_file")
-    best = load_checkpoint(checkpoints.folder.path(best_file))["model"] if best_file else None
+    best = load_checkpoint(checkpoints.folder.fetch(best_file))["model"] if best_file else None
     trainer.load_state_dict(state, best_model=best)
     checkpoints.restore_best_file(best_file)
     checkpoints.history[:] = state.get("history", [])
@@ -356,6 +414,7 @@ class RunCheckpoints:
         path = self.folder.branch_path(self.trainer.global_epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         size = save_checkpoint(state, path).stat().st_size
+        self.folder.publish(path.name)
         return time.perf_counter() - start, size
 
     @property
@@ -404,6 +463,7 @@ class RunCheckpoints:
                 complete = best_weights_checkpoint({**state, "best_model": _best(best)}, full)
                 written += save_checkpoint(complete, folder.path(FINAL_BEST)).stat().st_size
                 final_name = FINAL_BEST
+            folder.publish(best_name if best is not None else None, name, final_name)
             folder.record(name, best_name)
             return SavedCheckpoint(
                 epoch, name, best_name, final_name, written, time.perf_counter() - start
@@ -414,7 +474,7 @@ class RunCheckpoints:
                 return snapshot
             if best_name is None:
                 return None
-            saved: dict[str, Tensor] = load_checkpoint(folder.path(best_name))["model"]
+            saved: dict[str, Tensor] = load_checkpoint(folder.fetch(best_name))["model"]
             return saved
 
         return write, size
@@ -426,10 +486,15 @@ PINNED_PREFIX = "from-"
 """``<trial folder>/from-<donor>-<file>``: a donor's file pinned for an exploit."""
 
 
-def pin_donor_files(store: Path, trial_id: str, donor_id: str, pointer: dict[str, Any]) -> bool:
-    """Link the donor's state (and the best weights it names) into the recipient's folder;
-    ``False`` when the state is not on disk."""
+def pin_donor_files(
+    store: str | Path, trial_id: str, donor_id: str, pointer: dict[str, Any]
+) -> bool:
+    """Link the donor's state (and the best weights it names) into the recipient's folder (copy
+    them there, in a bucket); ``False`` when the state is not on disk."""
     names = [pointer.get("state"), pointer.get("best")]
+    if is_uri(store):
+        return _pin_in_bucket(Bucket(str(store)), trial_id, donor_id, names)
+    store = Path(store)
     source = store / donor_id
     if not names[0] or not (source / str(names[0])).is_file():
         return False
@@ -443,4 +508,14 @@ def pin_donor_files(store: Path, trial_id: str, donor_id: str, pointer: dict[str
             os.link(source / name, pinned)
         except OSError:
             shutil.copy2(source / name, pinned)
+    return True
+
+
+def _pin_in_bucket(bucket: Bucket, trial_id: str, donor_id: str, names: list[Any]) -> bool:
+    if not names[0] or not bucket.exists(f"{donor_id}/{names[0]}"):
+        return False
+    for name in filter(None, names):
+        pinned = f"{trial_id}/{PINNED_PREFIX}{donor_id}-{name}"
+        if not bucket.exists(pinned) and bucket.exists(f"{donor_id}/{name}"):
+            bucket.copy(f"{donor_id}/{name}", pinned)
     return True

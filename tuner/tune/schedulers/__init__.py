@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.spaces import Algorithm, SearchSpace
+from tuner.training.checkpoints.writer import CHECKPOINTS_DIR
 from tuner.tune.params import trial_dirname
 from tuner.tune.schedulers.asha import build_asha
 from tuner.tune.schedulers.optuna import OPTUNA_DB, build_optuna_search, optuna_storage_url
@@ -40,17 +41,18 @@ def _variants(space: SearchSpace, experiment_dir: str | Path) -> Any:
     )
 
 
-def _population(space: SearchSpace, experiment_dir: str | Path) -> Any:
+def _population(space: SearchSpace, experiment_dir: str | Path, store: str | Path) -> Any:
     from tuner.tune.schedulers.pbt import build_population_scheduler
 
-    return build_population_scheduler(space, experiment_dir)
+    return build_population_scheduler(space, experiment_dir, store)
 
 
-def _asha(space: SearchSpace, experiment_dir: str | Path) -> Any:
+def _asha(space: SearchSpace, experiment_dir: str | Path, store: str | Path) -> Any:
     return build_asha(space)
 
 
 Builder = Callable[[SearchSpace, "str | Path"], Any]
+SchedulerBuilder = Callable[[SearchSpace, "str | Path", "str | Path"], Any]
 
 SEARCHERS: dict[Algorithm, Builder] = {
     Algorithm.GRID: _variants,
@@ -62,13 +64,14 @@ SEARCHERS: dict[Algorithm, Builder] = {
     Algorithm.PB2: _variants,
 }
 """Algorithm -> its searcher's builder (space, experiment folder)."""
-SCHEDULERS: dict[Algorithm, Builder] = {
+SCHEDULERS: dict[Algorithm, SchedulerBuilder] = {
     Algorithm.ASHA: _asha,
     Algorithm.OPTUNA_ASHA: _asha,
     Algorithm.PBT: _population,
     Algorithm.PB2: _population,
 }
-"""Algorithm -> its trial scheduler's builder; the others run every trial to its end (FIFO)."""
+"""Algorithm -> its trial scheduler's builder (space, experiment folder, checkpoint store); the
+others run every trial to its end (FIFO)."""
 
 
 def build_search_alg(space: SearchSpace, experiment_dir: str | Path) -> Any:
@@ -83,13 +86,20 @@ def build_search_alg(space: SearchSpace, experiment_dir: str | Path) -> Any:
     return searcher
 
 
-def build_scheduler(space: SearchSpace, experiment_dir: str | Path) -> Any:
-    """The algorithm's trial scheduler, ``None`` (FIFO) for grid, random and optuna."""
+def build_scheduler(
+    space: SearchSpace, experiment_dir: str | Path, store: str | Path | None = None
+) -> Any:
+    """The algorithm's trial scheduler, ``None`` (FIFO) for grid, random and optuna; ``store``:
+    the trials' checkpoint store (default: the experiment folder's ``checkpoints``)."""
     builder = SCHEDULERS.get(Algorithm(space.scheduler.algorithm))
-    return builder(space, experiment_dir) if builder is not None else None
+    if builder is None:
+        return None
+    return builder(space, experiment_dir, store or Path(experiment_dir) / CHECKPOINTS_DIR)
 
 
-def build_tune_config(space: SearchSpace, experiment_dir: str | Path) -> Any:
+def build_tune_config(
+    space: SearchSpace, experiment_dir: str | Path, store: str | Path | None = None
+) -> Any:
     """``tune.TuneConfig`` with the space's searcher, scheduler and number of samples.
 
     ``metric``/``mode`` are given to ASHA and Optuna themselves (Ray refuses them twice) and to
@@ -103,7 +113,7 @@ def build_tune_config(space: SearchSpace, experiment_dir: str | Path) -> Any:
         metric=None if carried else settings.metric,
         mode=None if carried else settings.mode,
         search_alg=build_search_alg(space, experiment_dir),
-        scheduler=build_scheduler(space, experiment_dir),
+        scheduler=build_scheduler(space, experiment_dir, store),
         num_samples=settings.num_samples,
         trial_dirname_creator=trial_dirname,
     )

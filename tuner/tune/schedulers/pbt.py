@@ -36,7 +36,7 @@ from ray.tune.schedulers.pb2 import PB2
 from tuner.atomic import write_atomic
 from tuner.results import EXPLOIT_ID, EXPLOITS_FILE, read_exploits
 from tuner.spaces import Algorithm, Distribution, SearchSpace
-from tuner.training.checkpoints.writer import CHECKPOINTS_DIR, pin_donor_files, read_pointer
+from tuner.training.checkpoints.writer import checkpoint_pointer, pin_donor_files
 from tuner.training.config import TrainConfig
 from tuner.tune.params import POPULATION_KEY
 
@@ -47,8 +47,11 @@ __all__ = [
 ]
 
 
-def build_population_scheduler(space: SearchSpace, experiment_dir: str | Path) -> Any:
-    """Ray's PBT or PB2 with egotune's exploits, on the reported ``epoch``, synchronous."""
+def build_population_scheduler(
+    space: SearchSpace, experiment_dir: str | Path, store: str | Path
+) -> Any:
+    """Ray's PBT or PB2 with egotune's exploits, on the reported ``epoch``, synchronous;
+    ``store``: the trials' checkpoint store (a folder or a bucket URI)."""
     settings = space.scheduler
     assert settings.mutations is not None
     if settings.seed is not None:
@@ -62,6 +65,7 @@ def build_population_scheduler(space: SearchSpace, experiment_dir: str | Path) -
         "synch": True,
         "log_config": False,
         "experiment_dir": str(experiment_dir),
+        "store": str(store),
     }
     if settings.algorithm == Algorithm.PB2:
         bounds = {key: [d.low, d.high] for key, d in settings.mutations.items()}
@@ -98,9 +102,11 @@ class _ExactExploits:
     _metric_op: Any
     _synch: bool
 
-    def __init__(self, *args: Any, experiment_dir: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, experiment_dir: str, store: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._experiment_dir = Path(experiment_dir)
+        self._store = store
+        """The trials' checkpoint store: a folder, or a bucket URI."""
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         """Ray's PBT starts every added trial's bookkeeping at time 0, and Tune adds a trial
@@ -169,10 +175,9 @@ class _ExactExploits:
         if _at_its_end(self._trial_state[trial].last_result, trial.config):
             return  # the trial has run all its epochs: nothing would continue from the state
         checkpoint = self._trial_state[trial_to_clone].last_checkpoint
-        pointer = read_pointer(checkpoint.path) if checkpoint is not None else None
-        store = self._experiment_dir / CHECKPOINTS_DIR
+        pointer = checkpoint_pointer(checkpoint) if checkpoint is not None else None
         if pointer is None or not pin_donor_files(
-            store, trial.trial_id, trial_to_clone.trial_id, pointer
+            self._store, trial.trial_id, trial_to_clone.trial_id, pointer
         ):
             print(
                 f"pbt: trial {trial.trial_id} keeps its own state: trial "

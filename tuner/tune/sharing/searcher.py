@@ -24,7 +24,7 @@ from ray.tune.search import Searcher
 from tuner.atomic import write_json_atomic
 from tuner.spaces import SharingPlan
 from tuner.training.checkpoints.writer import CheckpointFolder
-from tuner.tune.sharing.trial import ENDED_FILE, TrialSharing
+from tuner.tune.sharing.trial import ENDED_FILE, SHARING_FILE, TrialSharing
 
 __all__ = ["PrefixSharingSearcher"]
 
@@ -45,7 +45,7 @@ class PrefixSharingSearcher(Searcher):
             raise ValueError("one plan entry per configuration")
         self._configs = [dict(config) for config in configs]
         self._plan = plan
-        self._store = Path(store)
+        self._store = store
         self._trial_ids: list[str | None] = [None] * len(self._configs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -60,9 +60,10 @@ class PrefixSharingSearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        folder = self._store / trial_id
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / ENDED_FILE, {"error": bool(error)})
+        folder = CheckpointFolder.of(self._store, trial_id)
+        folder.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder.path(ENDED_FILE), {"error": bool(error)})
+        folder.publish(ENDED_FILE)
 
     def save(self, checkpoint_path: str) -> None:
         write_json_atomic(checkpoint_path, {"trial_ids": self._trial_ids})
@@ -79,8 +80,8 @@ class PrefixSharingSearcher(Searcher):
         parent = self._trial_ids[branch.parent]
         if parent is None:
             return False
-        saved = CheckpointFolder(self._store / parent).branch_path(branch.epoch).is_file()
-        return saved or (self._store / parent / ENDED_FILE).is_file()
+        folder = CheckpointFolder.of(self._store, parent)
+        return folder.has(folder.branch_path(branch.epoch).name) or folder.has(ENDED_FILE)
 
     def _assign(self, index: int, trial_id: str) -> None:
         self._trial_ids[index] = trial_id
@@ -89,6 +90,8 @@ class PrefixSharingSearcher(Searcher):
             parent_id = self._trial_ids[parent]
             if parent_id is not None:
                 sources.append((parent_id, epoch))
+        folder = CheckpointFolder.of(self._store, trial_id)
         TrialSharing(
             save_at=self._plan.save_at(index), sources=tuple(sources), plan_index=index
-        ).write(self._store / trial_id)
+        ).write(folder.folder)
+        folder.publish(SHARING_FILE)
