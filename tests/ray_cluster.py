@@ -72,6 +72,7 @@ class LoopbackCluster:
         head_resources: dict[str, float] | None = None,
         dashboard: bool = False,
         startup_timeout: float = 180.0,
+        head_env: dict[str, str] | None = None,
     ) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="egoray-", dir="/tmp"))
         self.port = free_port()
@@ -94,7 +95,7 @@ class LoopbackCluster:
             ]
         else:
             args.append("--include-dashboard=false")
-        self.head = self._start(args, head_cpus, head_resources or {})
+        self.head = self._start(args, head_cpus, head_resources or {}, head_env or {})
 
     @property
     def address(self) -> str:
@@ -107,10 +108,16 @@ class LoopbackCluster:
             raise RuntimeError("this cluster was started without a dashboard")
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def add_node(self, cpus: float = 1, resources: dict[str, float] | None = None) -> RayNode:
-        """Start a worker node that joins the head."""
+    def add_node(
+        self,
+        cpus: float = 1,
+        resources: dict[str, float] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RayNode:
+        """Start a worker node that joins the head (``env``: variables of this node only, which
+        its trial workers inherit)."""
         args = [f"--address={self.address}", f"--metrics-export-port={free_port()}"]
-        return self._start(args, cpus, resources or {})
+        return self._start(args, cpus, resources or {}, env or {})
 
     def remove_node(self, node: RayNode) -> None:
         """Kill every process of ``node`` with SIGKILL (a lost machine, not a clean exit)."""
@@ -143,7 +150,9 @@ class LoopbackCluster:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    def _start(self, args: list[str], cpus: float, resources: dict[str, float]) -> RayNode:
+    def _start(
+        self, args: list[str], cpus: float, resources: dict[str, float], env: dict[str, str]
+    ) -> RayNode:
         log = self.temp_dir / f"node-{len(self.nodes)}.log"
         command = [str(RAY), "start", "--block", "--disable-usage-stats", f"--num-cpus={cpus:g}"]
         # every node of this machine needs ports of its own (the defaults would collide)
@@ -164,7 +173,7 @@ class LoopbackCluster:
                 command + args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=cluster_env(),
+                env={**cluster_env(), **env},
                 start_new_session=True,
             )
         node = RayNode(process, log, {"CPU": cpus, **resources})

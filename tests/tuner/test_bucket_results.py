@@ -101,7 +101,7 @@ def test_an_endpoint_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     done = _egotune(tmp_path, down, "results", "list", "--storage", "s3://bucket/runs")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("egotune: error: --storage s3://bucket/runs: cannot read it (")
+    assert line.startswith("egotune: error: --storage s3://bucket/runs: cannot reach it (")
 
 
 def test_the_ui_shows_an_experiment_of_a_bucket_and_follows_it(

@@ -295,7 +295,10 @@ def test_no_exploit_from_a_trial_without_a_state_on_disk(tmp_path, capsys):
     gone = tmp_path / "gone"
     gone.mkdir()
     (gone / "pointer.json").write_text(json.dumps({"state": "state-e00002.pt", "epoch": 2}))
-    for checkpoint in (None, SimpleNamespace(path=str(gone))):
+    import pyarrow.fs as pafs
+
+    on_disk = SimpleNamespace(path=str(gone), filesystem=pafs.LocalFileSystem())
+    for checkpoint in (None, on_disk):
         donor = Stub(trial_id="high", config=config)
         scheduler._trial_state[trial] = SimpleNamespace(last_result={"epoch": 2})
         scheduler._trial_state[donor] = SimpleNamespace(last_checkpoint=checkpoint)

@@ -147,9 +147,9 @@ def test_a_branch_whose_source_ended_early_continues_from_its_last_state(synthet
     sharing = TrialSharing(sources=(("src", 3),))
     branch = Trainer(TrainConfig.from_dict({**values, "gamma": 0.5}), index)
     mine = RunCheckpoints(branch, CheckpointFolder(tmp_path / "mine"), CheckpointPolicy(1))
-    assert _branch(branch, mine, tmp_path, sharing) == []  # the source has not ended yet
+    assert _branch(branch, mine, sharing) == []  # the source has not ended yet
     (tmp_path / "src" / ENDED_FILE).write_text("{}")
-    rows = _branch(branch, mine, tmp_path, sharing)
+    rows = _branch(branch, mine, sharing)
     assert [(row["epoch"], row["computed_by"]) for row in rows] == [(1, "src"), (2, "src")]
     assert branch.best["epoch"] in (1, 2) and branch.best_model is not None
     alone = records(Trainer(TrainConfig.from_dict({**values, "gamma": 0.5}), index))

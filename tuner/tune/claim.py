@@ -18,7 +18,8 @@ client's lease lapses, about 90 s after a node is lost).
 An object store has no lock, so a search on a bucket holds a **lease** (:class:`BucketLease`):
 ``<experiment>/.owner.json`` in the bucket names the holder and the time it last renewed it, every
 :data:`LEASE_RENEW_S` seconds. Another search refuses the experiment while the lease is younger
-than :data:`LEASE_S`, and takes it over after that (its holder died). Two searches started within
+than :data:`LEASE_S` (on the holder's own host: while its process lives), and takes it over
+after that (its holder died). Two searches started within
 the same second with one new name could both write the record; the later one then sees the
 other's record when it reads it back, and stops.
 """
@@ -180,7 +181,7 @@ class BucketLease:
     def take(cls, root: Bucket, name: str) -> BucketLease:
         """The lease on an existing experiment; refused while its holder renews it."""
         owner = _read_lease(root.child(name))
-        if owner is not None and time.time() - float(owner.get("renewed", 0)) < LEASE_S:
+        if owner is not None and _held(owner):
             raise UsageError(
                 f"experiment {name} is being run by {describe(owner)} (its lease in {root.uri} "
                 f"was renewed {time.time() - float(owner.get('renewed', 0)):.0f} s ago); wait "
@@ -218,6 +219,22 @@ class BucketLease:
             self._renewer.join(timeout=5)
         with contextlib.suppress(OSError):  # else it lapses on its own
             self.bucket.delete(OWNER_FILE)
+
+
+def _held(owner: dict[str, Any]) -> bool:
+    """The lease's holder may still be running: it renewed the lease less than :data:`LEASE_S`
+    ago and, on this host, its process is alive."""
+    if time.time() - float(owner.get("renewed", 0)) >= LEASE_S:
+        return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
 
 
 def _read_lease(bucket: Bucket) -> dict[str, Any] | None:

@@ -36,7 +36,11 @@ from ray.tune.schedulers.pb2 import PB2
 from tuner.atomic import write_atomic
 from tuner.results import EXPLOIT_ID, EXPLOITS_FILE, read_exploits
 from tuner.spaces import Algorithm, Distribution, SearchSpace
-from tuner.training.checkpoints.writer import checkpoint_pointer, pin_donor_files
+from tuner.training.checkpoints.writer import (
+    CHECKPOINTS_DIR,
+    checkpoint_pointer,
+    pin_donor_files,
+)
 from tuner.training.config import TrainConfig
 from tuner.tune.params import POPULATION_KEY
 
@@ -48,10 +52,11 @@ __all__ = [
 
 
 def build_population_scheduler(
-    space: SearchSpace, experiment_dir: str | Path, store: str | Path
+    space: SearchSpace, experiment_dir: str | Path, store: str | Path | None = None
 ) -> Any:
     """Ray's PBT or PB2 with egotune's exploits, on the reported ``epoch``, synchronous;
-    ``store``: the trials' checkpoint store (a folder or a bucket URI)."""
+    ``store``: the trials' checkpoint store, a folder or a bucket URI (default: the experiment
+    folder's ``checkpoints``)."""
     settings = space.scheduler
     assert settings.mutations is not None
     if settings.seed is not None:
@@ -65,7 +70,7 @@ def build_population_scheduler(
         "synch": True,
         "log_config": False,
         "experiment_dir": str(experiment_dir),
-        "store": str(store),
+        "store": str(store or Path(experiment_dir) / CHECKPOINTS_DIR),
     }
     if settings.algorithm == Algorithm.PB2:
         bounds = {key: [d.low, d.high] for key, d in settings.mutations.items()}
@@ -102,10 +107,12 @@ class _ExactExploits:
     _metric_op: Any
     _synch: bool
 
-    def __init__(self, *args: Any, experiment_dir: str, store: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, experiment_dir: str, store: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._experiment_dir = Path(experiment_dir)
-        self._store = store
+        self._store = store or str(self._experiment_dir / CHECKPOINTS_DIR)
         """The trials' checkpoint store: a folder, or a bucket URI."""
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
