@@ -34,14 +34,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[S3Server]:
-    """Start the server, set the environment for it in this process, stop it at the end."""
+def s3_server(*, authenticate: bool = False) -> Iterator[S3Server]:
+    """Start the server, set the environment for it in this process, stop it at the end;
+    ``authenticate``: the server checks every request's credentials (moto's IAM mode, where no
+    key is known), as a real bucket refuses a caller without valid ones."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    server_env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if authenticate else None
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=server_env,
     )
     env = {
         "AWS_ENDPOINT_URL": endpoint,

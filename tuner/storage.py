@@ -77,15 +77,38 @@ def scratch_dir(uri: str | None = None) -> Path:
     return root / local_name(uri) if uri else root
 
 
-def describe_error(exc: BaseException) -> str:
-    """What went wrong with a bucket, in a few words and pyarrow's own first line."""
+def describe_error(exc: BaseException, uri: str | None = None) -> str:
+    """What went wrong with a bucket, in a few words and pyarrow's own first line; ``uri``: the
+    bucket, for a hint on where its credentials are looked for."""
     text = " ".join(str(exc).split())
-    lowered = text.lower()
-    if "credential" in lowered or "accessdenied" in lowered or "invalidaccesskeyid" in lowered:
+    lowered = text.lower().replace("_", "")
+    refused = ("credential", "accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch")
+    if any(word in lowered for word in refused):
         return f"access refused: check the credentials ({text[:200]})"
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered:
         return f"no such bucket ({text[:200]})"
-    return f"cannot reach it ({text[:300]})"
+    if "networkconnection" in lowered or "curlcode" in lowered or "timed out" in lowered:
+        return f"cannot reach it ({text[:300]})"
+    if uri is not None and uri.startswith("s3://") and not _aws_credentials_visible():
+        return (
+            "refused, and no credentials were found (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+            "~/.aws/credentials; an instance or pod role is used where there is one) "
+            f"({text[:200]})"
+        )
+    return f"cannot use it ({text[:300]})"
+
+
+def _aws_credentials_visible() -> bool:
+    """Credentials the AWS chain would find before asking the machine's role."""
+    named = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
+    if any(os.environ.get(name) for name in named):
+        return True
+    if any(k.startswith("AWS_CONTAINER_CREDENTIALS") for k in os.environ):
+        return True
+    default = Path.home() / ".aws" / "credentials"
+    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or default]
+    files.append(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+    return any(Path(f).is_file() for f in files)
 
 
 class Bucket:

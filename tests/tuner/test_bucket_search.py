@@ -45,6 +45,7 @@ pytestmark = [
 ]
 
 BUCKET = "egotune-bucket-search"
+SECRET = "egotune-secret-never-shown"
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
 
@@ -124,6 +125,15 @@ def bucket_files(uri: str) -> list[str]:
     return [i.path[len(root) + 1 :] for i in filesystem.get_file_info(selector) if i.size]
 
 
+def snapshot_names(experiment: str, index: int) -> bool:
+    """Tune's experiment snapshot in the bucket names a trial's checkpoint ``index`` (or a later
+    one): a resumed trial restores from a state at least that new."""
+    bucket = Bucket(experiment)
+    names = [n for n in bucket.files() if n.startswith("experiment_state")]
+    text = b"".join(bucket.read_bytes(n) or b"" for n in names)
+    return any(f"checkpoint_{i:06d}".encode() in text for i in range(index, index + 20))
+
+
 def tables_from_bucket(uri: str, into: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The trials and epochs tables read with pyarrow from the bucket itself, and a local copy
     of every table (``into``) for the row checks."""
@@ -191,7 +201,7 @@ def trial_processes(setup: Setup) -> list[int]:
 def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_local(
     setup: Setup, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    slower = {"crop_size": 112, "frames": 4}  # epochs long enough to act between them
+    slower = {"crop_size": 96, "frames": 4}  # epochs long enough to act between them
     fixed = {**TINY, **slower, "model": "ego_rnn", "stage": 1, "epochs": 5, "checkpoint_every": 1}
     doc = {
         "fixed": fixed,
@@ -221,9 +231,9 @@ def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_loca
         setup.wipe("head", "node")  # a retried trial finds nothing on its node: only the bucket
         victim = wait_for(lambda: trial_processes(setup), timeout=60)[0]
         os.kill(victim, signal.SIGKILL)
-        while_running(driver, lambda: states(4))
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
+        while_running(driver, lambda: states(4) and snapshot_names(experiment, 2))
+        driver.send_signal(signal.SIGKILL)  # Tune's snapshot in the bucket is seconds old
+        first, _ = driver.communicate(timeout=30)
     finally:
         driver.kill()
     setup.wipe()  # a new machine for the driver, new nodes: nothing local anywhere
@@ -233,11 +243,16 @@ def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_loca
 
     trials, epochs = tables_from_bucket(experiment, tmp_path / "copy")
     assert set(trials["status"]) == {"TERMINATED"} and len(trials) == 2
-    assert trials["num_failures"].sum() >= 1, "the killed trial was retried"
+    said = first + resumed  # each restored trial's first line, as its node printed it
+    assert "from its checkpoint" in said and "restarts from epoch 1" not in said, said[-3000:]
     undisturbed.join(timeout=300)
     for row in trials.itertuples():
         assert_same_metrics(epochs, row.trial_id, reference[float(row.lr)])
     assert all(str(c).startswith(f"{experiment}/checkpoints/") for c in trials["checkpoint"])
+    secret = setup.server.env["AWS_SECRET_ACCESS_KEY"].encode()
+    written = [p for p in (tmp_path / "copy").rglob("*") if p.is_file()]
+    assert written and not any(secret in p.read_bytes() for p in written), "no credential kept"
+    assert secret.decode() not in resumed
 
     env = {**os.environ, **setup.node_env("driver"), "EGOTUNE_CACHE_DIR": str(tmp_path / "c")}
     top = subprocess.run(
@@ -254,10 +269,10 @@ def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_loca
 def test_prefix_sharing_on_a_bucket_computes_the_same_metrics(
     setup: Setup, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    fixed = {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 4}
-    doc = {
+    fixed = {**TINY, "model": "ego_rnn", "stage": 1, "epochs": 3}
+    doc = {  # the second trial branches from the first's state after epoch 2
         "fixed": fixed,
-        "grid": {"lr": [1e-2], "milestones": [[2], [3]], "gamma": [0.1, 0.5]},
+        "grid": {"lr": [1e-2], "milestones": [[2]], "gamma": [0.1, 0.5]},
         "scheduler": {"algorithm": "grid", "max_concurrent": 2},
         "resources": {"cpus": 1, "gpus": 0},
         "share_prefixes": True,
@@ -288,7 +303,8 @@ def test_pbt_on_a_bucket_exploits_exactly_from_states_in_the_bucket(
         "sample": {"lr": {"loguniform": [1e-4, 3e-2]}},
         "scheduler": {
             "algorithm": "pbt",
-            "num_samples": 4,
+            "num_samples": 2,  # one trial per node: the donor is always on the other one
+            "quantile_fraction": 0.5,
             "perturbation_interval": 2,
             "mutations": {"lr": {"loguniform": [1e-4, 3e-2]}},
             "seed": 1,
@@ -329,18 +345,18 @@ def test_pbt_on_a_bucket_exploits_exactly_from_states_in_the_bucket(
 # -- faults ----------------------------------------------------------------------------------
 
 
-def last_line(output: str) -> str:
-    """The search's own last word: one ``egotune: error:`` line (the trials that failed on
-    the way are Tune's console, with their tracebacks, as for any failed trial)."""
-    line = output.strip().splitlines()[-1]
-    assert line.startswith("egotune: error: "), output[-3000:]
-    return line
+def error_line(output: str) -> str:
+    """The search's own error: one ``egotune: error:`` line (the trials that failed on the way
+    are Tune's console and Ray's worker logs, with their tracebacks, as for any failed trial)."""
+    lines = [line for line in output.splitlines() if line.startswith("egotune: error: ")]
+    assert len(lines) == 1, output[-3000:]
+    return lines[0]
 
 
 def test_an_endpoint_that_goes_away_stops_the_search_and_resume_completes_it(
     setup: Setup, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    fixed = {**TINY, "crop_size": 112, "frames": 4, "model": "ego_rnn", "stage": 1, "epochs": 4}
+    fixed = {**TINY, "crop_size": 96, "frames": 4, "model": "ego_rnn", "stage": 1, "epochs": 4}
     doc = {
         "fixed": {**fixed, "checkpoint_every": 1},
         "grid": {"lr": [1e-3, 1e-4]},
@@ -363,7 +379,7 @@ def test_an_endpoint_that_goes_away_stops_the_search_and_resume_completes_it(
     finally:
         driver.kill()
     assert driver.returncode != 0
-    said = last_line(output)
+    said = error_line(output)
     assert f"--storage {experiment}: uploading the tables failed" in said and "resume" in said
     wait_for(lambda: not trial_processes(setup), timeout=60)
     setup.wipe()
@@ -393,3 +409,34 @@ def test_a_bucket_a_search_cannot_use_is_one_line_before_ray_starts(
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"egotune: error: --storage {storage}: ") and says in line, line
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+        {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0", "AWS_SECRET_ACCESS_KEY": SECRET},
+    ],
+    ids=["missing", "wrong"],
+)
+def test_credentials_the_bucket_refuses_are_one_line(
+    synthetic_root: Path, tmp_path: Path, credentials: dict[str, str], request: Any
+) -> None:
+    space = write_space(tmp_path, "g", {"fixed": {**TINY, "model": "ego_rnn", "stage": 1}})
+    nowhere = str(tmp_path / "none")  # no credentials file, no config file either
+    with s3_server(authenticate=True) as guarded:
+        env = {**os.environ, **guarded.env, "EGOTUNE_SCRATCH_DIR": str(tmp_path / "scratch")}
+        env.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere)
+        for key, value in credentials.items():
+            env.pop(key) if not value else env.update({key: value})
+        done = subprocess.run(
+            [sys.executable, "-m", "tuner.cli", "search", str(space), "--data",
+             str(synthetic_root), "--storage", f"s3://{BUCKET}/x", "--name", "refused"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    said = {"missing": "no credentials were found", "wrong": "access refused: check the"}
+    assert line.startswith(f"egotune: error: --storage s3://{BUCKET}/x: "), line
+    assert said[request.node.callspec.id] in line, line
+    assert SECRET not in done.stderr + done.stdout

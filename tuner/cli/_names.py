@@ -78,12 +78,13 @@ def absolute_path(path: Path | None) -> Path | None:
 
 def absolute_set_values(assignments: list[str]) -> list[str]:
     """``--set KEY=PATH`` assignments of :data:`PATH_KEYS` with relative paths made absolute
-    (:func:`absolute_path`); every other assignment unchanged."""
+    (:func:`absolute_path`); every other assignment (a URI such as ``s3://...`` included)
+    unchanged."""
     result = []
     for item in assignments:
         key, sep, value = item.partition("=")
         path = value.strip()
-        if sep and key.strip() in PATH_KEYS and path.lower() not in NOT_PATHS:
+        if sep and key.strip() in PATH_KEYS and path.lower() not in NOT_PATHS and "://" not in path:
             item = f"{key}={absolute_path(Path(path))}"
         result.append(item)
     return result

@@ -325,6 +325,7 @@ def _restore(
         print(f"trial restarts from epoch 1: its checkpoint {state_path} is gone", flush=True)
         return
     resume_run(trainer, checkpoints, state_path)
+    print(f"trial continues after epoch {trainer.global_epoch} from its checkpoint", flush=True)
 
 
 def _exploit(
