@@ -4,6 +4,10 @@ folder, against a real S3 API (moto's server, tests/s3_server.py).
 Each node (and the driver) has a scratch folder of its own (``EGOTUNE_SCRATCH_DIR``); everything
 that lasts is in the bucket. The S3 endpoint the processes see is a relay (``Switch``) that a
 test cuts and restores, as an endpoint that goes away and comes back with its data.
+
+These tests run apart from ``make test`` (``make test-bucket``; CI runs both): about three and a
+half minutes of their own cluster, on top of a suite at its ten-minute limit. The refusals that
+need no Ray are in ``test_bucket_refusals.py``, in the suite.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.ray,
+    pytest.mark.bucket_cluster,
     pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed"),
 ]
 
@@ -386,57 +391,3 @@ def test_an_endpoint_that_goes_away_stops_the_search_and_resume_completes_it(
     finish(search(setup, "--resume", "outage", "--storage", storage))
     trials, _ = tables_from_bucket(experiment, tmp_path / "copy")
     assert set(trials["status"]) == {"TERMINATED"} and len(trials) == 2
-
-
-@pytest.mark.parametrize(
-    ("storage", "env", "says"),
-    [
-        ("s3://no-such-bucket-here/runs", {}, "no such bucket"),
-        (f"s3://{BUCKET}/x", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach it"),
-    ],
-    ids=["missing-bucket", "unreachable-endpoint"],
-)
-def test_a_bucket_a_search_cannot_use_is_one_line_before_ray_starts(
-    setup: Setup, synthetic_root: Path, tmp_path: Path, storage: str, env: dict, says: str
-) -> None:
-    space = write_space(tmp_path, "g", {"fixed": {**TINY, "model": "ego_rnn", "stage": 1}})
-    done = subprocess.run(
-        [sys.executable, "-m", "tuner.cli", "search", str(space), "--data", str(synthetic_root),
-         "--storage", storage, "--name", "refused"],
-        env={**os.environ, **setup.node_env("driver"), **env}, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode != 0
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"egotune: error: --storage {storage}: ") and says in line, line
-
-
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
-        {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0", "AWS_SECRET_ACCESS_KEY": SECRET},
-    ],
-    ids=["missing", "wrong"],
-)
-def test_credentials_the_bucket_refuses_are_one_line(
-    synthetic_root: Path, tmp_path: Path, credentials: dict[str, str], request: Any
-) -> None:
-    space = write_space(tmp_path, "g", {"fixed": {**TINY, "model": "ego_rnn", "stage": 1}})
-    nowhere = str(tmp_path / "none")  # no credentials file, no config file either
-    with s3_server(authenticate=True) as guarded:
-        env = {**os.environ, **guarded.env, "EGOTUNE_SCRATCH_DIR": str(tmp_path / "scratch")}
-        env.update(AWS_SHARED_CREDENTIALS_FILE=nowhere, AWS_CONFIG_FILE=nowhere)
-        for key, value in credentials.items():
-            env.pop(key) if not value else env.update({key: value})
-        done = subprocess.run(
-            [sys.executable, "-m", "tuner.cli", "search", str(space), "--data",
-             str(synthetic_root), "--storage", f"s3://{BUCKET}/x", "--name", "refused"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    assert done.returncode != 0
-    (line,) = done.stderr.strip().splitlines()
-    said = {"missing": "no credentials were found", "wrong": "access refused: check the"}
-    assert line.startswith(f"egotune: error: --storage s3://{BUCKET}/x: "), line
-    assert said[request.node.callspec.id] in line, line
-    assert SECRET not in done.stderr + done.stdout
