@@ -18,8 +18,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+import torch
+
+from data_pipeline import discover
+from tuner.training.config import TrainConfig
+from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+
+METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
+"""The epoch-row fields an exact run reproduces (times aside)."""
 
 SEARCH = [sys.executable, "-m", "tuner.cli", "search"]
 
@@ -103,3 +114,17 @@ def _start(
 
 def _address(address: str | None) -> list[str]:
     return ["--address", address] if address else []
+
+
+def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
+    """The configuration ``values`` run straight through by the engine on the dataset at
+    ``root``, one thread like a one-CPU trial: the metrics a disturbed search must reproduce."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(TrainConfig.from_dict(values), discover(root))
+        rows = [record.to_dict() for record in trainer.run()]
+    finally:
+        torch.set_num_threads(threads)
+    frame = pd.DataFrame(rows)
+    return frame[[name for name in METRICS if name in frame.columns]]

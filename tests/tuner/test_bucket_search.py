@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,14 @@ import yaml
 
 from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tests.drills import wait_for
+from tests.drills import undisturbed_records, wait_for
 from tests.ray_cluster import RAY, LoopbackCluster
 from tests.s3_server import S3Server, Switch, s3_server
 from tests.tables import assert_every_row_once
 from tuner.storage import Bucket, pull_tables
 from tuner.training.checkpoints.files import load_checkpoint
 from tuner.training.config import TrainConfig
-from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.training.engine import Trainer
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,7 +51,6 @@ pytestmark = [
 BUCKET = "egotune-bucket-search"
 SECRET = "egotune-secret-never-shown"
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
-METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
 
 
 class Setup:
@@ -151,16 +149,7 @@ def tables_from_bucket(uri: str, into: Path) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def engine_rows(root: Path, values: dict) -> pd.DataFrame:
-    """The configuration run straight through by the engine, one thread like a trial."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = Trainer(TrainConfig.from_dict(values), discover(root))
-        rows = [record.to_dict() for record in trainer.run()]
-    finally:
-        torch.set_num_threads(threads)
-    frame = pd.DataFrame(rows)
-    return frame[[name for name in METRICS if name in frame.columns]].astype(float)
+    return undisturbed_records(root, values).astype(float)
 
 
 def assert_same_metrics(epochs: pd.DataFrame, trial_id: str, expected: pd.DataFrame) -> None:

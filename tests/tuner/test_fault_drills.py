@@ -9,29 +9,29 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import ray
-import torch
 import yaml
 
-from data_pipeline import discover
 from tests.conftest import tiny_config_values
-from tests.drills import interrupt_search_when, kill_search_when, resume_search, wait_for
+from tests.drills import (
+    interrupt_search_when,
+    kill_search_when,
+    resume_search,
+    undisturbed_records,
+    wait_for,
+)
 from tests.tables import assert_every_row_once
 from tuner.results import read_predictions
 from tuner.spaces import parse_space
-from tuner.training.config import TrainConfig
-from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
 from tuner.tune.search import SearchOptions, run_search
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # real processes killed on a real Ray
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
-METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
 
 
 def space_doc(epochs: int, lrs: list[float], **scheduler: object) -> dict:
@@ -96,19 +96,6 @@ def raylet_pids(node) -> set[int]:
 
 
 # -- trial fault -------------------------------------------------------------------------------
-
-
-def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
-    """The same configuration run straight through by the engine, one thread like a trial."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = Trainer(TrainConfig.from_dict(values), discover(root))
-        rows = [record.to_dict() for record in trainer.run()]
-    finally:
-        torch.set_num_threads(threads)
-    frame = pd.DataFrame(rows)
-    return frame[[name for name in METRICS if name in frame.columns]]
 
 
 def states(experiment: Path) -> list[str]:

@@ -199,7 +199,11 @@ def _claim_experiment(
         folder.mkdir(parents=True)
         claim = ExperimentClaim.take(folder)
         if options.resume:
-            pull_tables(lease.bucket, folder)
+            try:
+                pull_tables(lease.bucket, folder)
+            except OSError as exc:
+                claim.release()
+                raise EgotuneError(f"--storage {lease.bucket.uri}: {describe_error(exc)}") from None
             _print_takeover(lease.name, lease.previous)
         return claim
     if not options.resume:
