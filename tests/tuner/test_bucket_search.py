@@ -6,8 +6,8 @@ that lasts is in the bucket. The S3 endpoint the processes see is a relay (``Swi
 test cuts and restores, as an endpoint that goes away and comes back with its data.
 
 These tests run apart from ``make test`` (``make test-bucket``; CI runs both): about three and a
-half minutes of their own cluster, on top of a suite at its ten-minute limit. The refusals that
-need no Ray are in ``test_bucket_refusals.py``, in the suite.
+half minutes of their own cluster, on top of a suite at its ten-minute limit. The refusals before
+Ray starts are in ``test_bucket_refusals.py``, in the same target.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from data_pipeline import discover
+from tests.browser import CHROMIUM
 from tests.conftest import tiny_config_values
 from tests.drills import undisturbed_records, wait_for
 from tests.ray_cluster import RAY, LoopbackCluster
@@ -44,7 +45,7 @@ from tuner.training.engine import Trainer
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.ray,
-    pytest.mark.bucket_cluster,
+    pytest.mark.bucket_search,
     pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed"),
 ]
 
@@ -193,8 +194,9 @@ def trial_processes(setup: Setup) -> list[int]:
 
 
 def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_local(
-    setup: Setup, synthetic_root: Path, tmp_path: Path
+    setup: Setup, synthetic_root: Path, tmp_path: Path, request: Any
 ) -> None:
+    page = request.getfixturevalue("page") if CHROMIUM else None
     slower = {"crop_size": 96, "frames": 4}  # epochs long enough to act between them
     fixed = {**TINY, **slower, "model": "ego_rnn", "stage": 1, "epochs": 5, "checkpoint_every": 1}
     doc = {
@@ -255,6 +257,30 @@ def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_loca
     )  # fmt: skip
     assert top.returncode == 0, top.stderr
     assert len([line for line in top.stdout.splitlines() if line.startswith("1e-0")]) == 2
+    if page is not None:  # the web view, on another machine's cache, reads the same bucket
+        shown = ui_trial_ids(storage, "grid", env, page)
+        assert shown == set(trials["trial_id"])
+
+
+def ui_trial_ids(storage: str, name: str, env: dict[str, str], page: Any) -> set[str]:
+    """The trial ids ``egotune ui --storage`` shows on the experiment's page (Chromium)."""
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "ui", "--storage", storage, "--port", "0",
+         "--dashboard", "http://127.0.0.1:9"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert ui.stdout is not None
+        line = ui.stdout.readline()
+        assert line.startswith(f"egotune ui: {storage} at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0].rstrip("/")
+        page.goto(f"{url}/experiments/{name}")
+        page.locator("#trials tbody tr").first.wait_for()
+        text = page.inner_text("#trials tbody")
+    finally:
+        ui.terminate()
+        ui.wait(10)
+    return {word for word in text.split() if "_" in word and word.split("_")[-1].isdigit()}
 
 
 # -- prefix sharing and PBT across the two nodes ------------------------------------------------
