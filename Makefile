@@ -35,16 +35,17 @@ pytest: $(STAMP)
 	$(PY) -m pytest $(PARALLEL)
 
 # mypy checks the packages beside the test suite (its log follows the suite's); either failing
-# fails the target. The searches on a bucket run apart (test-bucket; CI runs both).
+# fails the target. The tests against an S3 server run apart (test-bucket; CI runs both).
 test: lint
 	$(VENV)/bin/mypy > $(VENV)/mypy.log 2>&1 & typing=$$!; \
-	$(PY) -m pytest $(PARALLEL) -m "not bucket_search"; tests=$$?; \
+	$(PY) -m pytest $(PARALLEL) -m "not bucket"; tests=$$?; \
 	wait $$typing; typed=$$?; cat $(VENV)/mypy.log; \
 	test $$tests -eq 0 && test $$typed -eq 0
 
-# searches with --storage s3://...: refused ones, and a two-node loopback cluster's against moto
+# everything against moto's S3 server: searches with --storage s3://... (refused ones, and on a
+# two-node loopback cluster), results and the web view reading a bucket
 test-bucket: $(STAMP)
-	$(PY) -m pytest -p no:xdist -m bucket_search -q
+	$(PY) -m pytest -p no:xdist -m bucket -q
 
 # the everyday loop: everything but the real-cluster, fault-drill and long subprocess tests
 test-fast: $(STAMP)

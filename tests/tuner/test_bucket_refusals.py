@@ -1,7 +1,7 @@
 """``egotune search --storage s3://...`` refused in one line before Ray starts: a bucket that does
 not exist, an endpoint that does not answer, credentials that are missing or wrong (a moto server
 that checks them), against a real S3 API (tests/s3_server.py). With the cluster searches of
-``test_bucket_search.py`` in ``make test-bucket``."""
+``test_bucket.py`` in ``make test-bucket``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.s3_server import S3Server, s3_server
 
 BUCKET = "egotune-refusals"
 SECRET = "egotune-secret-never-shown"
-pytestmark = pytest.mark.bucket_search
+pytestmark = pytest.mark.bucket
 
 TINY = {k: v for k, v in tiny_config_values().items() if k not in ("stage1", "device")}
 

@@ -13,11 +13,14 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
+from tests.browser import ui_on
 from tests.s3_server import S3Server, s3_server
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "saved-experiment"
 NAME = FIXTURE.name
 BUCKET = "egotune-results"
+
+pytestmark = pytest.mark.bucket
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +111,7 @@ def test_the_ui_shows_an_experiment_of_a_bucket_and_follows_it(
     bucket: str, server: S3Server, tmp_path: Path, page
 ) -> None:
     env = {**server.env, "EGOTUNE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "tuner.cli", "ui", "--storage", bucket, "--port", "0",
-         "--dashboard", "http://127.0.0.1:9", "--poll", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert ui.stdout is not None
-        line = ui.stdout.readline()
-        assert line.startswith(f"egotune ui: {bucket} at http://127.0.0.1:"), line
-        url = line.split(" at ", 1)[1].split()[0].rstrip("/")
+    with ui_on(bucket, env, "--poll", "0.5") as url:
         page.goto(f"{url}/experiments/{NAME}")
         page.locator("#trials tbody tr").first.wait_for()
         shown = page.eval_on_selector_all("#trials tbody tr", "rows => rows.length")
@@ -129,7 +123,4 @@ def test_the_ui_shows_an_experiment_of_a_bucket_and_follows_it(
         page.wait_for_function(
             "document.body.innerText.includes('second')", timeout=30_000, polling=500
         )
-    finally:
-        ui.terminate()
-        ui.wait(10)
     assert shown == 2

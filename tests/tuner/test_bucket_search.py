@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from data_pipeline import discover
-from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM, ui_on
 from tests.conftest import tiny_config_values
 from tests.drills import undisturbed_records, wait_for
 from tests.ray_cluster import RAY, LoopbackCluster
@@ -45,7 +45,7 @@ from tuner.training.engine import Trainer
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.ray,
-    pytest.mark.bucket_search,
+    pytest.mark.bucket,
     pytest.mark.skipif(not RAY.exists(), reason="the ray command is not installed"),
 ]
 
@@ -264,22 +264,10 @@ def test_a_search_on_a_bucket_survives_a_lost_trial_and_driver_with_nothing_loca
 
 def ui_trial_ids(storage: str, name: str, env: dict[str, str], page: Any) -> set[str]:
     """The trial ids ``egotune ui --storage`` shows on the experiment's page (Chromium)."""
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "tuner.cli", "ui", "--storage", storage, "--port", "0",
-         "--dashboard", "http://127.0.0.1:9"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert ui.stdout is not None
-        line = ui.stdout.readline()
-        assert line.startswith(f"egotune ui: {storage} at http://127.0.0.1:"), line
-        url = line.split(" at ", 1)[1].split()[0].rstrip("/")
+    with ui_on(storage, env) as url:
         page.goto(f"{url}/experiments/{name}")
         page.locator("#trials tbody tr").first.wait_for()
         text = page.inner_text("#trials tbody")
-    finally:
-        ui.terminate()
-        ui.wait(10)
     return {word for word in text.split() if "_" in word and word.split("_")[-1].isdigit()}
 
 
