@@ -27,6 +27,13 @@ state every epoch would be most of a trial's wall time. So:
   ``best.pt`` holds the complete weights of the last stage's best epoch, frozen entries included,
   which any consumer (stage chaining, prerequisites, evaluation) loads on its own.
 
+* **In a bucket.** A search with ``--storage s3://...`` gives each run a folder in the node's
+  scratch folder and its copy in the bucket (:attr:`CheckpointFolder.remote`): the writer thread
+  uploads each file it wrote before the checkpoint counts as complete (so Ray Tune never hears of
+  a state that is not in the bucket), pruning deletes there too, and a file this node does not
+  have is downloaded when a restore, a branch or an exploit asks for it
+  (:meth:`CheckpointFolder.fetch`).
+
 :class:`RunCheckpoints` ties this together for one run; its files live in one folder
 (:class:`CheckpointFolder`): ``state-eNNNNN.pt`` (resume states, the newest
 :data:`KEEP_STATES` kept) and ``best-eNNNNN.pt`` (best weights as of epoch NNNNN) for Ray Tune
