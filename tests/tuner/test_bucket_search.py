@@ -364,7 +364,7 @@ def error_line(output: str) -> str:
 def test_an_endpoint_that_goes_away_stops_the_search_and_resume_completes_it(
     setup: Setup, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    fixed = {**TINY, "crop_size": 96, "frames": 4, "model": "ego_rnn", "stage": 1, "epochs": 4}
+    fixed = {**TINY, "crop_size": 96, "frames": 4, "model": "ego_rnn", "stage": 1, "epochs": 6}
     doc = {
         "fixed": {**fixed, "checkpoint_every": 1},
         "grid": {"lr": [1e-3, 1e-4]},
