@@ -42,7 +42,7 @@ from typing import Any
 # run as a script from any folder: the repository root holds the packages
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.record import record
+from bench.record import publish
 
 FIG10 = {
     "model": "ego_rnn_ms",
@@ -263,14 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["new"]["gpu_pace_bytes_per_epoch"] / mib, 1
     )
     headline["new_gpu_pace_overhead_s"] = round(figures["new"]["gpu_pace_overhead_s"], 4)
-    if not args.no_record:
-        record("epoch_overhead", headline, details={"args": vars(args), **figures})
-    print(json.dumps(figures, indent=2) if args.json else _text(headline))
-    return 0
-
-
-def _text(headline: dict[str, Any]) -> str:
-    return "\n".join(f"{key}: {value}" for key, value in headline.items())
+    return publish("epoch_overhead", headline, figures, args)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,14 @@ def _memory_gib() -> int | None:
     except OSError:
         pass
     return None
+
+
+def publish(name: str, headline: Mapping[str, Any], figures: Mapping[str, Any], args: Any) -> int:
+    """The usual end of a benchmark's ``main``: :func:`record` the headline (with ``args`` and
+    ``figures`` as details) unless ``--no-record``, then print ``figures`` as JSON (``--json``)
+    or the headline as ``key: value`` lines; returns the exit status 0."""
+    if not args.no_record:
+        record(name, headline, details={"args": vars(args), **figures})
+    text = "\n".join(f"{key}: {value}" for key, value in headline.items())
+    print(json.dumps(figures, indent=2) if args.json else text)
+    return 0

@@ -23,7 +23,6 @@ or bandwidth limit: on a real bucket the upload takes longer, off the training t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.epoch_overhead import CPU_SIZED, FIG10, SYNTH
-from bench.record import record
+from bench.record import publish
 
 BUCKET = "egotune-bench-storage"
 
@@ -112,14 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         headline[f"{where}_report_s"] = round(shown["report_s"], 4)
         headline[f"{where}_MiB_per_epoch"] = round(shown["checkpoint_bytes_per_epoch"] / mib, 1)
     headline["s3_table_KiB_per_epoch"] = round(figures["s3"]["table_bytes_per_epoch"] / 1024, 1)
-    if not args.no_record:
-        record("storage", headline, details={"args": vars(args), **figures})
-    print(json.dumps(figures, indent=2) if args.json else _text(headline))
-    return 0
-
-
-def _text(headline: dict[str, Any]) -> str:
-    return "\n".join(f"{key}: {value}" for key, value in headline.items())
+    return publish("storage", headline, figures, args)
 
 
 if __name__ == "__main__":

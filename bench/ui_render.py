@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import shutil
 import socket
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
-from bench.record import record
+from bench.record import publish
 from tuner import results
 from tuner.ui import create_app
 
@@ -243,14 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "revisit_complete_s": round(figures["revisit_complete_s"], 2),
         "load_experiment_s": round(figures["load_experiment_s"], 2),
     }
-    if not args.no_record:
-        record("ui_render", headline, details={"args": vars(args), **figures})
-    print(json.dumps(figures, indent=2) if args.json else _text(headline))
-    return 0
-
-
-def _text(headline: dict[str, Any]) -> str:
-    return "\n".join(f"{key}: {value}" for key, value in headline.items())
+    return publish("ui_render", headline, figures, args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tuner.atomic import write_atomic
 from tuner.cache import cache_dir
 
 __all__ = [
@@ -216,19 +217,25 @@ class Bucket:
         self.filesystem.copy_file(self._path(source), self._path(target))
 
 
+def _object(uri: str | os.PathLike[str]) -> tuple[Bucket, str]:
+    """The bucket folder of the object at ``uri``, and the object's name in it."""
+    folder, _, name = str(uri).rpartition("/")
+    return Bucket(folder), name
+
+
 def file_exists(location: str | os.PathLike[str]) -> bool:
     """A file at ``location``: a local path or an object's URI."""
     if is_uri(location):
-        folder, _, name = str(location).rpartition("/")
-        return Bucket(folder).exists(name)
+        bucket, name = _object(location)
+        return bucket.exists(name)
     return Path(location).is_file()
 
 
 def read_file(location: str | os.PathLike[str]) -> bytes | None:
     """The content of the file at ``location`` (a path or a URI), ``None`` when there is none."""
     if is_uri(location):
-        folder, _, name = str(location).rpartition("/")
-        return Bucket(folder).read_bytes(name)
+        bucket, name = _object(location)
+        return bucket.read_bytes(name)
     try:
         return Path(location).read_bytes()
     except FileNotFoundError:
@@ -239,14 +246,11 @@ def write_file(location: str | os.PathLike[str], data: bytes) -> None:
     """Write the file at ``location`` (a path or a URI) whole: a reader sees the old content
     or the new one."""
     if is_uri(location):
-        folder, _, name = str(location).rpartition("/")
-        Bucket(folder).write_bytes(name, data)
+        bucket, name = _object(location)
+        bucket.write_bytes(name, data)
         return
-    path = Path(location)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    partial.write_bytes(data)
-    partial.replace(path)
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(location, lambda handle: handle.write(data))
 
 
 def local_file(location: str) -> str:
@@ -256,8 +260,8 @@ def local_file(location: str) -> str:
         return location
     local = scratch_dir(location)
     if not local.is_file():
-        folder, _, name = location.rpartition("/")
-        if not Bucket(folder).download(name, local):
+        bucket, name = _object(location)
+        if not bucket.download(name, local):
             raise FileNotFoundError(f"{location}: no such object")
     return str(local)
 
