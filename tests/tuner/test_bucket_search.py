@@ -350,6 +350,38 @@ def test_pbt_on_a_bucket_exploits_exactly_from_states_in_the_bucket(
         assert recorded[name] == pytest.approx(getattr(record, name), rel=1e-6), name
 
 
+def test_a_prerequisite_run_in_the_bucket_serves_the_trials_and_a_later_search(
+    setup: Setup, synthetic_root: Path, tmp_path: Path
+) -> None:
+    doc = {
+        "fixed": {**TINY, "model": "ego_rnn", "stage": 2, "epochs": 1},
+        "grid": {"lr": [1e-3, 1e-4]},
+        "scheduler": {"algorithm": "grid"},
+        "resources": {"cpus": 1, "gpus": 0},
+        "prerequisites": {
+            "stage1": {
+                "provides": "init_checkpoint",
+                "config": {"model": "ego_rnn", "stage": 1, "epochs": 1},
+            }
+        },
+    }
+    storage = f"s3://{BUCKET}/{tmp_path.name}"
+    space = str(write_space(tmp_path, "staged", doc))
+    common = ("--data", str(synthetic_root), "--storage", storage)
+    first = finish(search(setup, space, *common, "--name", "first"))
+    assert "prerequisite stage1: training" in first
+    records = [f for f in bucket_files(storage) if f.endswith("prerequisite.json")]
+    assert len(records) == 1 and records[0].startswith("_prerequisites/")
+    setup.wipe()  # the next search finds the run in the bucket only
+    second = finish(search(setup, space, *common, "--name", "second"))
+    assert "prerequisite stage1: reusing s3://" in second
+    for name in ("first", "second"):
+        trials, _ = tables_from_bucket(f"{storage}/{name}", tmp_path / name)
+        assert set(trials["status"]) == {"TERMINATED"} and len(trials) == 2
+        (handed_on,) = set(trials["init_checkpoint"])
+        assert handed_on.startswith(f"{storage}/_prerequisites/") and handed_on.endswith("/best.pt")
+
+
 # -- faults ----------------------------------------------------------------------------------
 
 
