@@ -145,7 +145,50 @@ def _space_json(space: SearchSpace) -> dict[str, Any]:
     result["trials"] = space.expand()
     plan = space.sharing_plan()
     result["sharing"] = plan.to_dict() if plan is not None else None
+    if space.scheduler.rungs is not None:
+        result["fidelity"] = fidelity_plan(space)
     return result
+
+
+def fidelity_plan(space: SearchSpace) -> dict[str, Any]:
+    """The space's fidelity schedule counted in FLOPs on a GTEA61 epoch
+    (:func:`tuner.training.cost.schedule_plan`)."""
+    from tuner.training.cost import schedule_plan
+
+    rungs, eta = space.scheduler.rungs, space.scheduler.reduction_factor
+    assert rungs is not None and eta is not None
+    configs = list(space.trial_configs) * (space.scheduler.num_samples or 1)
+    plan = space.sharing_plan()
+    shared = plan.shared_trial_epochs if plan is not None else None
+    return schedule_plan(configs, rungs, eta, shared)
+
+
+def _print_fidelity(plan: dict[str, Any]) -> None:
+    clips = plan["clips"]
+    print(
+        f"fidelity schedule, counted on a GTEA61 epoch ({clips['train']} training and "
+        f"{clips['val']} validation clips), a 1/{plan['reduction_factor']:g} promoted per rung:"
+    )
+    print("  rung  epochs     frames  crop  TFLOP/epoch  trials")
+    for row in plan["rungs"]:
+        first, last = row["epochs"]
+        print(
+            f"  {row['rung']:<5} {f'{first}-{last}':<10} {row['frames']:>6} {row['crop_size']:>5}"
+            f" {row['epoch_flops'] / 1e12:>12.1f} {row['trials']:>7}"
+        )
+    grid, schedule = plan["grid_flops"], plan["schedule_flops"]
+    line = (
+        f"  one full-size trial {plan['trial_flops'] / 1e15:.2f} PFLOP; the grid at full size "
+        f"{grid / 1e15:.1f} PFLOP"
+    )
+    if plan["shared_flops"] is not None:
+        line += f" ({plan['shared_flops'] / 1e15:.1f} with prefix sharing)"
+    print(line)
+    versus = plan["shared_flops"] or grid
+    print(
+        f"  this schedule: {schedule / 1e15:.1f} PFLOP, {100 * schedule / versus:.0f}% of the "
+        f"grid{' with sharing' if plan['shared_flops'] is not None else ''}"
+    )
 
 
 def _print_space(space: SearchSpace) -> None:
@@ -186,6 +229,8 @@ def _print_space(space: SearchSpace) -> None:
         print(f"prefix sharing: {plan.summary()}")
     elif not space.share_prefixes:
         print("prefix sharing: off (share_prefixes: false)")
+    if space.scheduler.rungs is not None:
+        _print_fidelity(fidelity_plan(space))
 
 
 def _list_keys(args: argparse.Namespace) -> int:

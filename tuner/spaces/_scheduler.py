@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -11,6 +12,7 @@ from tuner.hints import did_you_mean
 from tuner.spaces._distributions import Distribution, parse_distribution
 from tuner.spaces._keys import SpaceError, as_float, section_keys, typed_mapping
 from tuner.training.config import TrainConfig
+from tuner.training.fidelity import FidelitySchedule, Rung
 
 __all__ = [
     "ALGORITHMS",
@@ -74,7 +76,7 @@ ASHA_REDUCTION_FACTOR = 3.0
 """ASHA's default eta: a third of the trials go on at each rung."""
 
 _COMMON_SETTINGS = ("algorithm", "metric", "mode", "num_samples", "max_concurrent", "seed")
-_ASHA_SETTINGS = ("grace_period", "reduction_factor", "max_t")
+_ASHA_SETTINGS = ("grace_period", "reduction_factor", "max_t", "rungs")
 _OPTUNA_SETTINGS = ("points_to_evaluate",)
 _POPULATION_SETTINGS = (
     "perturbation_interval",
@@ -113,6 +115,9 @@ class SchedulerSettings:
     """ASHA: fraction 1/eta of trials promoted at each rung."""
     max_t: int | None = None
     """ASHA: last epoch of any trial (on the reported ``epoch``)."""
+    rungs: FidelitySchedule | None = None
+    """ASHA with explicit rungs: the epochs it compares trials at and, for a fidelity schedule,
+    the clip length and crop each rung trains at (:mod:`tuner.training.fidelity`)."""
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     """Optuna: configurations of the sampled keys tried first, in order."""
     perturbation_interval: int | None = None
@@ -146,6 +151,11 @@ class SchedulerSettings:
         values["points_to_evaluate"] = [dict(p) for p in self.points_to_evaluate]
         if self.mutations is not None:
             values["mutations"] = {k: d.to_dict() for k, d in self.mutations.items()}
+        if self.rungs is not None:
+            values["rungs"] = [
+                {k: v for k, v in dataclasses.asdict(r).items() if v is not None}
+                for r in self.rungs.rungs
+            ]
         return {k: v for k, v in values.items() if v is not None and v != []}
 
 
@@ -183,6 +193,7 @@ def parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> Sch
         quantile_fraction=_setting(source, raw, "quantile_fraction", float, None, minimum=0),
         resample_probability=_setting(source, raw, "resample_probability", float, None, minimum=0),
         mutations=_parse_mutations(source, Algorithm(algorithm), raw, sections),
+        rungs=_parse_rungs(source, raw),
     )
     if settings.quantile_fraction is not None and not 0 < settings.quantile_fraction <= 0.5:
         raise SpaceError(source, "scheduler.quantile_fraction", "must be in (0, 0.5]")
@@ -310,6 +321,55 @@ def _parse_mutations(
     return mutations
 
 
+_RUNG_KEYS = ("until", "frames", "crop_size")
+
+
+def _parse_rungs(source: str, raw: Mapping[str, Any]) -> FidelitySchedule | None:
+    """``scheduler.rungs``: a list of ``{until: E, frames: T, crop_size: S}`` with increasing
+    epochs; ``frames`` and ``crop_size`` are optional (the trial's own value)."""
+    value = raw.get("rungs")
+    if value is None:
+        return None
+    where = "scheduler.rungs"
+    if not isinstance(value, list) or not value:
+        raise SpaceError(source, where, "expected a non-empty list of {until, frames, crop_size}")
+    for key in ("grace_period", "max_t"):
+        if key in raw:
+            raise SpaceError(
+                source, f"scheduler.{key}", "not with rungs: the rungs' until epochs set the rungs"
+            )
+    rungs = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise SpaceError(
+                source, f"{where}[{i}]", f"expected {{until, frames, crop_size}}, got {item!r}"
+            )
+        entry = dict(item)
+        for key in entry:
+            if key not in _RUNG_KEYS:
+                suffix = did_you_mean(str(key), _RUNG_KEYS, listing=True)
+                raise SpaceError(source, f"{where}[{i}].{key}", f"unknown key ({suffix})")
+        if "until" not in entry:
+            raise SpaceError(source, f"{where}[{i}]", "missing until (the rung's last epoch)")
+        for key in _RUNG_KEYS:
+            if key in entry and (
+                not isinstance(entry[key], int) or isinstance(entry[key], bool) or entry[key] < 1
+            ):
+                raise SpaceError(
+                    source,
+                    f"{where}[{i}].{key}",
+                    f"expected a whole number >= 1, got {entry[key]!r}",
+                )
+        if rungs and entry["until"] <= rungs[-1].until:
+            raise SpaceError(
+                source,
+                f"{where}[{i}].until",
+                f"must be after the previous rung's {rungs[-1].until}",
+            )
+        rungs.append(Rung(entry["until"], entry.get("frames"), entry.get("crop_size")))
+    return FidelitySchedule(tuple(rungs))
+
+
 def _parse_points_to_evaluate(
     source: str, raw: Mapping[str, Any], sample: Mapping[str, Distribution]
 ) -> tuple[dict[str, Any], ...]:
@@ -354,6 +414,20 @@ def fill_asha_defaults(source: str, settings: SchedulerSettings, epochs: int) ->
         )
     if not settings.uses_asha:
         return settings
+    if settings.rungs is not None:
+        last = settings.rungs.milestones[-1]
+        if last >= epochs:
+            raise SpaceError(
+                source,
+                "scheduler.rungs",
+                f"the last rung ends at epoch {last}, not before the trials' last epoch {epochs}",
+            )
+        return replace(
+            settings,
+            max_t=epochs,
+            grace_period=settings.rungs.milestones[0],
+            reduction_factor=settings.reduction_factor or ASHA_REDUCTION_FACTOR,
+        )
     max_t = settings.max_t or epochs
     grace = settings.grace_period or asha_grace_period(max_t)
     if grace > max_t:

@@ -61,7 +61,9 @@ from tuner.training.config import (
     TrainConfig,
     flatten_config,
 )
+from tuner.training.cost import clip_flops
 from tuner.training.device import DevicePlan
+from tuner.training.fidelity import FidelitySchedule
 from tuner.training.loading import BatchStream, emulate_loader_seed_draw
 from tuner.training.optim import build_optimizer, build_scheduler
 from tuner.training.recipes import Recipe, build_model, recipe_for
@@ -112,13 +114,22 @@ class Trainer:
 
     ``plan`` overrides how the model is prepared for its device
     (:class:`tuner.training.device.DevicePlan`: memory format, autocast, compilation); by default it
-    follows the configuration. Call :meth:`close` when done: the run's loader processes live until
-    then."""
+    follows the configuration. ``fidelity``: the clip length and crop of the first epochs, when a
+    search's rungs train them smaller (:mod:`tuner.training.fidelity`). Call :meth:`close` when
+    done: the run's loader processes live until then."""
 
     def __init__(
-        self, config: TrainConfig, index: DatasetIndex, *, plan: DevicePlan | None = None
+        self,
+        config: TrainConfig,
+        index: DatasetIndex,
+        *,
+        plan: DevicePlan | None = None,
+        fidelity: FidelitySchedule | None = None,
     ) -> None:
         self.config = config
+        self.fidelity = fidelity or FidelitySchedule()
+        self.data_config = self._sized(1)
+        """``config`` at the size the loaders give now (that of the next epoch)."""
         self.classes = list(index.classes)
         self.device = resolve_device(config.device)
         self.recipe: Recipe = recipe_for(config.model)
@@ -128,6 +139,7 @@ class Trainer:
                 f"train_users/val_users: split {list(config.train_users)} / "
                 f"{list(config.val_users)} leaves an empty side in {index.root}"
             )
+        self._index = index
         self.store = self._open_store(index)
         # on CUDA, resize and normalise whole batches on the GPU (exact up to 1/255)
         self._deferred = self.store is not None and self.device.type == "cuda"
@@ -357,9 +369,45 @@ class Trainer:
         self.model.train()
         set_stage_mode(self.model, self.stage)
 
+    # -- fidelity ------------------------------------------------------------------------------
+    def _sized(self, epoch: int) -> TrainConfig:
+        cfg = self.config
+        frames, crop = self.fidelity.size_at(epoch, cfg.frames, cfg.crop_size)
+        if (frames, crop) == (cfg.frames, cfg.crop_size):
+            return cfg
+        return cfg.replace(frames=frames, crop_size=crop)
+
+    def _resize_for(self, epoch: int) -> None:
+        """Rebuild the loaders when ``epoch`` trains at another clip length or crop than the
+        previous one (a promotion to the next rung): weights, optimiser and schedule go on."""
+        sized = self._sized(epoch)
+        if (sized.frames, sized.crop_size) == (self.data_config.frames, self.data_config.crop_size):
+            return
+        self.close()
+        crop_changed = sized.crop_size != self.data_config.crop_size
+        self.data_config = sized
+        if crop_changed:
+            self.store = self._open_store(self._index)
+            for module in self.model.modules():  # the models check the crop they were built for
+                if hasattr(module, "input_size"):
+                    module.input_size = sized.crop_size
+        self.train_set = self._dataset(self.train_set.videos, train=True)
+        self.val_set = self._dataset(self.val_set.videos, train=False)
+        self._finish = self.train_set.finisher()
+        self._train_stream = self._stream(self.train_set, train=True)
+        self._val_stream = self._stream(self.val_set, train=False)
+        self._val_cache = None
+
+    def _epoch_flops(self, train_clips: float) -> float:
+        """Counted FLOPs of an epoch of ``train_clips`` training clips at the current size
+        (:mod:`tuner.training.cost`)."""
+        per_clip = clip_flops(self.data_config, len(self.classes), self.stage)
+        return per_clip.train * train_clips + per_clip.val * len(self.val_set)
+
     # -- epochs --------------------------------------------------------------------------------
     def _run_epoch(self) -> EpochRecord:
         epoch = self.global_epoch + 1
+        self._resize_for(epoch)
         torch.manual_seed(_mix(self.config.seed, epoch, 0xD80))
         lr = float(self.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
@@ -399,6 +447,9 @@ class Trainer:
             val_s=val_seconds,
             ms_loss=train.get("ms_loss"),
             sd_loss=train.get("sd_loss"),
+            frames=self.data_config.frames,
+            crop_size=self.data_config.crop_size,
+            flops=self._epoch_flops(train["clips"]),
             predictions=val["predictions"],
         )
 
@@ -450,13 +501,13 @@ class Trainer:
         :mod:`tuner.training.simulated_gpu`)."""
         if self._simulated is not None:
             return self._simulated.step(
-                batch, len(self.classes), train=train, crop=self.config.crop_size
+                batch, len(self.classes), train=train, crop=self.data_config.crop_size
             )
         return self.recipe.step(self.model, batch, self.config, self.stage, train)
 
     def _open_store(self, index: DatasetIndex) -> FrameStore | None:
-        """The decoded-frame store for this run, or None to decode PNG files."""
-        cfg = self.config
+        """The decoded-frame store for this run's current crop, or None to decode PNG files."""
+        cfg = self.data_config
         if cfg.frame_store == "off":
             return None
         try:
@@ -504,7 +555,7 @@ class Trainer:
             self._val_stream = None
 
     def _stream(self, dataset: ClipDataset, *, train: bool) -> BatchStream:
-        cfg = self.config
+        cfg = self.data_config
         seed, size = cfg.seed, len(dataset)
         return BatchStream(
             dataset,
@@ -519,7 +570,7 @@ class Trainer:
         )
 
     def _dataset(self, videos: list[Video], *, train: bool) -> ClipDataset:
-        cfg = self.config
+        cfg = self.data_config
         return ClipDataset(
             videos,
             self.classes,

@@ -60,6 +60,12 @@ class EpochRecord:
     """Seconds of validation."""
     ms_loss: float | None = None
     sd_loss: float | None = None
+    frames: int | None = None
+    """Frames per clip this epoch trained and validated at (fewer on a fidelity rung)."""
+    crop_size: int | None = None
+    """Crop side this epoch trained and validated at."""
+    flops: float | None = None
+    """Counted FLOPs of the epoch's training steps and validation (:mod:`tuner.training.cost`)."""
     predictions: dict[str, list[Any]] | None = field(default=None, repr=False)
     """This epoch's validation outcome per video (:func:`video_predictions`); not a metric."""
 

@@ -22,6 +22,7 @@ from tuner.spaces import (
     SearchSpace,
     key_kind,
 )
+from tuner.training.fidelity import FIDELITY_KEY
 from tuner.training.recipes import import_recipe_modules, recipe_modules
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RECIPES_KEY",
     "build_param_space",
     "encode_choice",
+    "fidelity_entry",
     "population_config",
     "resolve_trial_config",
     "trial_configs",
@@ -139,6 +141,7 @@ def build_param_space(
         param_space[key] = _domain(distribution, for_optuna)
     if space.scheduler.population:
         param_space[POPULATION_KEY] = population_config(space)
+    param_space.update(fidelity_entry(space))
     for prerequisite in space.trial_level_prerequisites() if checkpoints is not None else ():
         assert checkpoints is not None
         paths = checkpoints.get(prerequisite.name)
@@ -152,6 +155,15 @@ def build_param_space(
     return param_space
 
 
+def fidelity_entry(space: SearchSpace) -> dict[str, Any]:
+    """The schedule entry of every trial's Tune config when the space's rungs change the clip
+    length or crop (:data:`FIDELITY_KEY`), else nothing."""
+    rungs = space.scheduler.rungs
+    if rungs is None or all(r.frames is None and r.crop_size is None for r in rungs.rungs):
+        return {}
+    return {FIDELITY_KEY: rungs.to_config()}
+
+
 def trial_configs(
     space: SearchSpace, checkpoints: Mapping[str, Mapping[MatchValues, str]]
 ) -> list[dict[str, Any]]:
@@ -159,7 +171,7 @@ def trial_configs(
     :meth:`SearchSpace.expand`, once per sample): the trials a prefix-sharing search hands out."""
     configs = []
     for cell in space.expand() * space.scheduler.num_samples:
-        config = dict(cell)
+        config = {**cell, **fidelity_entry(space)}
         for prerequisite in space.trial_level_prerequisites():
             paths = checkpoints.get(prerequisite.name)
             if paths is None:

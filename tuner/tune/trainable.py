@@ -66,6 +66,7 @@ from tuner.training.checkpoints.writer import (
 )
 from tuner.training.config import TrainConfig
 from tuner.training.engine import EpochRecord, Trainer
+from tuner.training.fidelity import FIDELITY_KEY, FidelitySchedule
 from tuner.tune.params import POPULATION_KEY, resolve_trial_config
 from tuner.tune.sharing.trial import ENDED_FILE, SHARING_FILE, TrialSharing
 
@@ -138,7 +139,8 @@ def train_trial(config: dict[str, Any], *, index: DatasetIndex, store: str) -> N
         key: local_file(value) if is_uri(value) else value
         for key, value in resolve_trial_config(config).items()
     }
-    trainer = Trainer(TrainConfig.from_trial(values), index)
+    fidelity = FidelitySchedule.from_config(config.get(FIDELITY_KEY))
+    trainer = Trainer(TrainConfig.from_trial(values), index, fidelity=fidelity)
     folder = CheckpointFolder.of(store, trial_id)
     checkpoints = RunCheckpoints(trainer, folder, CheckpointPolicy(trainer.config.checkpoint_every))
     sharing = TrialSharing.read(folder.fetch(SHARING_FILE).parent) or TrialSharing()
