@@ -24,6 +24,8 @@ NOT_HYPERPARAMETERS = {
     "best_epoch",
     "epochs_run",
     "wall_seconds",
+    "flops",
+    "gpu_seconds",
     "checkpoint",
     "early_stopped",
     "num_failures",

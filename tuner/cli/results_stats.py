@@ -1,5 +1,7 @@
 """``egotune results`` subcommands that read the per-video predictions: ``accuracy`` (intervals),
-paired ``compare`` of trials, ``confusion``, ``cam`` (attention maps) and ``folds``.
+paired ``compare`` of trials, ``confusion``, ``cam`` (attention maps) and ``folds``; and those
+that weigh accuracy against cost: ``pareto`` (the front) and ``recommend`` (the cheapest trial
+the videos cannot tell from the best).
 
 Like the rest of ``egotune results`` they import neither ray nor torch, except ``cam``, which
 rebuilds the trial's model and reads its videos (torch, loaded when the command runs).
@@ -60,9 +62,30 @@ def add_stats_commands(commands: Any, command: Any) -> None:
         "--out", type=Path, metavar="DIR", help="folder of PNGs (default: EXP/cam/TRIAL)"
     )
 
+    parser = command(commands, "pareto", "the accuracy-versus-cost front of the trials", _pareto)
+    parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")
+    _cost_argument(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE.png", help="also draw the front (PNG)")
+
+    parser = command(
+        commands, "recommend", "the cheapest trial not significantly below the best", _recommend
+    )
+    parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")
+    _cost_argument(parser)
+    parser.add_argument("--level", type=float, default=LEVEL, help="1 - significance level")
+
     parser = command(commands, "folds", "cross-validation folds: per fold and mean ± std", _folds)
     parser.add_argument("experiment", metavar="EXP", help="experiment name or folder")
     parser.add_argument("--value", default="best_val_acc", help="trial column (best_val_acc)")
+
+
+def _cost_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--cost",
+        choices=("flops", "gpu_seconds"),
+        default="flops",
+        help="counted FLOPs (default) or measured GPU-seconds",
+    )
 
 
 def is_trial_comparison(items: list[str]) -> bool:
@@ -216,6 +239,108 @@ def _folds(args: argparse.Namespace) -> int:
     print()
     print(text_table(summary, params=params))
     return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    experiment = results.load_experiment(args.experiment, args.storage)
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out}: the front is drawn as .png")
+    frame = results.pareto_front(experiment, args.cost)
+    if frame["cost"].isna().all():
+        raise UsageError(
+            f"{experiment.name}: no trial has a {args.cost} figure (searches from before costs "
+            "were counted have none; CPU trials have no GPU-seconds)"
+        )
+    if args.out is not None:
+        try:
+            results.plot_pareto(experiment, args.out, args.cost)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        return _print(
+            {
+                "cost": args.cost,
+                "trials": _records(frame),
+                "out": str(args.out) if args.out is not None else None,
+            }
+        )
+    front = frame[frame["on_front"]].drop(columns=["on_front"])
+    shown = front.rename(columns={"cost": args.cost})
+    shown[args.cost] = front["cost"].map(lambda v: results.format_cost(args.cost, v))
+    label = results.cost_label(args.cost)
+    print(
+        f"{experiment.name}: {len(front)} of {len(frame)} trials on the accuracy-versus-{label} "
+        "front (no other trial is as accurate for less)"
+    )
+    print(text_table(shown, params=results.hyperparameter_columns(experiment.trials)))
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    experiment = results.load_experiment(args.experiment, args.storage)
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level {args.level}: must be between 0 and 1")
+    try:
+        found = results.recommend(experiment, args.cost, level=args.level)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        return _print(found)
+    for line in recommendation_text(found):
+        print(line)
+    return 0
+
+
+def recommendation_text(found: dict[str, Any]) -> list[str]:
+    """The recommendation in words: the best, the pick, the test, the saving."""
+    cost = found["cost"]
+    best, pick = found["best"], found["recommended"]
+    alpha = 1 - found["level"]
+
+    def config(row: dict[str, Any]) -> str:
+        shown = {k: v for k, v in row.items() if k not in ("trial_id", "acc", "epoch", "cost")}
+        values = ", ".join(f"{k}={results.format_number(v)}" for k, v in shown.items())
+        return f"{row['trial_id']} ({values})" if values else row["trial_id"]
+
+    lines = [
+        f"best:        {config(best)}: {best['acc']:.2f} % at epoch {best['epoch']}, "
+        f"{results.format_cost(cost, best['cost'])}"
+    ]
+    if found["same_trial"]:
+        lines.append(
+            f"recommended: the best itself; none of the {found['tied'] - 1} other trials the "
+            f"{found['videos']} validation videos cannot tell from it costs less"
+            + (
+                f" (the {found['stopped']} the scheduler stopped early are not candidates)"
+                if found["stopped"]
+                else ""
+            )
+        )
+        return lines
+    lines.append(
+        f"recommended: {config(pick)}: {pick['acc']:.2f} % at epoch {pick['epoch']}, "
+        f"{results.format_cost(cost, pick['cost'])}"
+    )
+    lines.append(
+        f"on the {found['videos']} validation videos the best alone is right on "
+        f"{found['only_best_right']}, the recommendation alone on "
+        f"{found['only_recommended_right']}: exact McNemar p = {found['p_value']:.3g}, "
+        f"{found['p_holm']:.3g} after Holm's correction over {found['compared'] - 1} "
+        f"comparisons with the best, so the difference of "
+        f"{best['acc'] - pick['acc']:.2f} points is within the noise (p >= {alpha:g})"
+    )
+    lines.append(
+        f"saving: {100 * found['saving']:.0f} % of the best's {results.cost_label(cost)} "
+        f"({found['tied']} of {found['compared']} trials are not significantly below the best"
+        + (
+            f"; the {found['stopped']} the scheduler stopped early are not candidates)"
+            if found["stopped"]
+            else ")"
+        )
+    )
+    return lines
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:

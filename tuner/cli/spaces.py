@@ -164,29 +164,31 @@ def fidelity_plan(space: SearchSpace) -> dict[str, Any]:
 
 
 def _print_fidelity(plan: dict[str, Any]) -> None:
+    from tuner.results import format_cost
+
     clips = plan["clips"]
     print(
         f"fidelity schedule, counted on a GTEA61 epoch ({clips['train']} training and "
         f"{clips['val']} validation clips), a 1/{plan['reduction_factor']:g} promoted per rung:"
     )
-    print("  rung  epochs     frames  crop  TFLOP/epoch  trials")
+    print("  rung  epochs     frames  crop    FLOP/epoch  trials")
     for row in plan["rungs"]:
         first, last = row["epochs"]
         print(
             f"  {row['rung']:<5} {f'{first}-{last}':<10} {row['frames']:>6} {row['crop_size']:>5}"
-            f" {row['epoch_flops'] / 1e12:>12.1f} {row['trials']:>7}"
+            f" {format_cost('flops', row['epoch_flops']):>13} {row['trials']:>7}"
         )
     grid, schedule = plan["grid_flops"], plan["schedule_flops"]
     line = (
-        f"  one full-size trial {plan['trial_flops'] / 1e15:.2f} PFLOP; the grid at full size "
-        f"{grid / 1e15:.1f} PFLOP"
+        f"  one full-size trial {format_cost('flops', plan['trial_flops'])}; the grid at full "
+        f"size {format_cost('flops', grid)}"
     )
     if plan["shared_flops"] is not None:
-        line += f" ({plan['shared_flops'] / 1e15:.1f} with prefix sharing)"
+        line += f" ({format_cost('flops', plan['shared_flops'])} with prefix sharing)"
     print(line)
     versus = plan["shared_flops"] or grid
     print(
-        f"  this schedule: {schedule / 1e15:.1f} PFLOP, {100 * schedule / versus:.0f}% of the "
+        f"  this schedule: {format_cost('flops', schedule)}, {100 * schedule / versus:.0f}% of the "
         f"grid{' with sharing' if plan['shared_flops'] is not None else ''}"
     )
 

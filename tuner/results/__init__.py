@@ -19,6 +19,16 @@ writers, readers), ``_metadata`` (storage folder, ``experiment.json``), ``_load`
 
 from typing import Any
 
+from tuner.results._cost import (
+    COSTS,
+    cost_label,
+    cost_unit,
+    format_cost,
+    front_mask,
+    pareto_front,
+    recommend,
+    trial_costs,
+)
 from tuner.results._importance import param_importances
 from tuner.results._load import (
     FINISHED,
@@ -91,6 +101,7 @@ from tuner.results._tables import (
 __all__ = [
     "CAM_DIR",
     "COMPUTED_BY",
+    "COSTS",
     "EPOCHS_DIR",
     "EPOCH_SCHEMA",
     "EXPLOITS_FILE",
@@ -114,10 +125,14 @@ __all__ = [
     "compare_trials",
     "confirmed_exploits",
     "confusion",
+    "cost_label",
+    "cost_unit",
     "default_storage",
     "export_experiment",
     "fold_table",
+    "format_cost",
     "format_number",
+    "front_mask",
     "group_seeds",
     "hyperparameter_columns",
     "is_uri",
@@ -128,18 +143,21 @@ __all__ = [
     "outcomes",
     "parallel_axes",
     "param_importances",
+    "pareto_front",
     "pivot_marks",
     "pivot_table",
     "plot_confusion",
     "plot_curves",
     "plot_importances",
     "plot_parallel",
+    "plot_pareto",
     "plot_pivot",
     "read_epochs",
     "read_experiment_metadata",
     "read_exploits",
     "read_predictions",
     "read_trials",
+    "recommend",
     "resolve_experiment",
     "seed_intervals",
     "select_trials",
@@ -148,6 +166,7 @@ __all__ = [
     "summarize_experiment",
     "top_trials",
     "trial_accuracies",
+    "trial_costs",
     "upgrade_epochs",
     "upgrade_trials",
     "varying_columns",
@@ -161,6 +180,7 @@ _FIGURES = {
     "plot_curves": "_plots",
     "plot_importances": "_plots",
     "plot_parallel": "_plots",
+    "plot_pareto": "_plots",
     "plot_confusion": "_diagnostics",
     "plot_pivot": "_diagnostics",
 }

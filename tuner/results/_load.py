@@ -55,6 +55,8 @@ _SUMMARY_DEFAULTS: dict[str, Any] = {
     "best_epoch": pd.NA,
     "epochs_run": pd.NA,
     "wall_seconds": np.nan,
+    "flops": np.nan,  # tables of searches before costs were counted
+    "gpu_seconds": np.nan,
     "checkpoint": None,
     "early_stopped": pd.NA,
     "num_failures": 0,

@@ -10,6 +10,7 @@ importances) and choose what to show; the ``draw_*`` functions draw given frames
   the lineage: a purple line where the trial took another trial's state, with that trial's
   validation curve before it;
 - :func:`draw_importances`: a horizontal bar per hyperparameter;
+- :func:`draw_pareto`: accuracy against cost, the Pareto front drawn as a staircase;
 - :func:`draw_parallel` and :func:`parallel_html`: parallel coordinates, one line per trial colored
   by its value, as a PNG or as a self-contained HTML page with an inline SVG.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "draw_curves",
     "draw_importances",
     "draw_parallel",
+    "draw_pareto",
     "lr_phases",
     "parallel_axes",
     "parallel_html",
@@ -408,3 +410,80 @@ def save_figure(fig: Any, out: str | os.PathLike[str]) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def draw_pareto(
+    frame: pd.DataFrame,
+    out: str | os.PathLike[str],
+    *,
+    cost: str,
+    cost_label: str,
+    value: str = "best_val_acc",
+    title: str = "",
+    marked: Mapping[str, str] | None = None,
+) -> Path:
+    """Accuracy against cost, one point per trial of ``frame`` (columns ``trial_id``, ``cost``,
+    ``value``, ``on_front``, as :func:`tuner.results.pareto_front` returns them): the front as
+    a staircase, the other trials gray, the cost on a log axis when it spans a decade.
+    ``marked``: trial id -> label written beside its point (the best, the recommendation);
+    trials stopped early (``early_stopped``) are drawn hollow."""
+    shown = frame.dropna(subset=["cost", value])
+    if shown.empty:
+        raise ValueError("no trial has both a cost and a value")
+    from tuner.results._cost import cost_unit
+
+    scale, unit = cost_unit(cost, float(shown["cost"].max()))
+    shown = shown.assign(x=shown["cost"] / scale)
+    stopped = shown.get("early_stopped", pd.Series(False, index=shown.index))
+    stopped = stopped.fillna(False).astype(bool)
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
+    front = shown[shown["on_front"]].sort_values("x")
+    ax.step(front["x"], front[value], where="post", color=_VAL, lw=1.2, zorder=3)
+    for subset, style in (
+        (shown[~shown["on_front"] & ~stopped], {"color": "0.6", "label": "dominated trial"}),
+        (shown[shown["on_front"] & ~stopped], {"color": _VAL, "label": "on the front"}),
+        (
+            shown[stopped],
+            {"facecolors": "none", "edgecolors": "0.3", "label": "stopped early by the scheduler"},
+        ),
+    ):
+        if not subset.empty:
+            ax.scatter(subset["x"], subset[value], s=30, zorder=4, **style)
+    for trial_id, label in (marked or {}).items():
+        row = shown[shown["trial_id"] == trial_id]
+        if not row.empty:
+            x, y = float(row["x"].iloc[0]), float(row[value].iloc[0])
+            ax.annotate(label, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8)
+    low, high = float(shown["x"].min()), float(shown["x"].max())
+    if low > 0 and high / low >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{cost_label} ({unit})")
+    ax.set_ylabel(value.replace("_", " ") + (" (%)" if value.endswith("_acc") else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, out)
+
+
+def plot_pareto(
+    experiment: Experiment,
+    out: str | os.PathLike[str],
+    cost: str = "flops",
+    marked: Mapping[str, str] | None = None,
+) -> Path:
+    """PNG of :func:`tuner.results.pareto_front`: best validation accuracy against ``cost``."""
+    from tuner.results._cost import cost_label, pareto_front
+
+    frame = pareto_front(experiment, cost)
+    try:
+        return draw_pareto(
+            frame,
+            out,
+            cost=cost,
+            cost_label=cost_label(cost),
+            title=f"{experiment.name}: accuracy against {cost_label(cost)}",
+            marked=marked,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{experiment.name}: {exc} ({cost})") from None

@@ -127,6 +127,9 @@ TRIAL_SUMMARY_SCHEMA = pa.schema(
         ("best_epoch", pa.int64()),
         ("epochs_run", pa.int64()),
         ("wall_seconds", pa.float64()),
+        # the trial's cost: counted FLOPs of its epochs, their seconds times its GPUs
+        ("flops", pa.float64()),
+        ("gpu_seconds", pa.float64()),
         ("checkpoint", pa.string()),
         ("early_stopped", pa.bool_()),
         ("num_failures", pa.int64()),

@@ -207,6 +207,12 @@ def _same_side(cfg: TrainConfig) -> str:
 
 
 def _shapes(cfg: TrainConfig, num_classes: int) -> dict[str, tuple[int, ...]]:
+    return _built_shapes(json.dumps(cfg.to_dict(), sort_keys=True, default=str), num_classes)
+
+
+@cache
+def _built_shapes(key: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+    cfg = TrainConfig.from_dict(json.loads(key))
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, num_classes)

@@ -183,10 +183,11 @@ class ParquetResultsCallback(Callback):
             self._warn_bad_epoch(trial, epoch)
             return
         row["epoch"] = int(epoch)
-        if epochs.add(row) and isinstance(result.get(PREDICTIONS_KEY), Mapping):
+        added = epochs.add(row)
+        if added and isinstance(result.get(PREDICTIONS_KEY), Mapping):
             assert self._predictions is not None
             self._predictions.add(trial.trial_id, int(epoch), result[PREDICTIONS_KEY])
-        self._update_summary(trial, row, result)
+        self._update_summary(trial, row, result, added)
         if result.get("done"):
             # Natural completion arrives as a duplicate result that callbacks never see, so a
             # result flagged done here means a scheduler or stopper ended the trial.
@@ -321,7 +322,9 @@ class ParquetResultsCallback(Callback):
         values = {"status": "RUNNING", "num_failures": trial.num_failures}
         table.update(trial.trial_id, {**self._hyperparameters(trial), **values})
 
-    def _update_summary(self, trial: Trial, row: Mapping[str, Any], result: Mapping) -> None:
+    def _update_summary(
+        self, trial: Trial, row: Mapping[str, Any], result: Mapping, added: bool
+    ) -> None:
         _, table = self._open()
         current = table.get(trial.trial_id)
         if not current:
@@ -334,6 +337,8 @@ class ParquetResultsCallback(Callback):
             "epochs_run": max(epoch, current.get("epochs_run") or 0),
             "wall_seconds": (current.get("wall_seconds") or 0.0) + _iteration_seconds(result),
         }
+        if added:  # the trial's cost: each epoch row once, also across a resumed search
+            changes.update(_epoch_cost(trial, row, current))
         previous_best = current.get("best_val_acc")
         if _is_number(best) and (previous_best is None or best > previous_best):
             changes.update(best_val_acc=best, best_epoch=best_epoch)
@@ -355,6 +360,18 @@ class ParquetResultsCallback(Callback):
             return False
         planned = self._planned_epochs(trial.config) if self._planned_epochs else None
         return planned is None or (row.get("epochs_run") or 0) < planned
+
+
+def _epoch_cost(trial: Trial, row: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
+    """``flops`` and ``gpu_seconds`` of the trial with the epoch ``row`` added: its counted
+    FLOPs, and its seconds times the GPUs the trial holds (0 for a CPU trial)."""
+    changes = {}
+    if _is_number(row.get("flops")):
+        changes["flops"] = (current.get("flops") or 0.0) + float(row["flops"])
+    if _is_number(row.get("seconds")):
+        gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
+        changes["gpu_seconds"] = (current.get("gpu_seconds") or 0.0) + gpus * float(row["seconds"])
+    return changes
 
 
 def _is_number(value: Any) -> bool:

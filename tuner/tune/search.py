@@ -256,6 +256,7 @@ def _run_claimed(
     name = experiment_dir.name
     index = _load_index(options.data, storage, space)
     _check_imagenet_weights(space, options)
+    _check_rungs(space, len(index.classes))
     session = connect(options.address, num_cpus=options.num_cpus)
     if session.dashboard_url:
         print(f"Ray dashboard: {session.dashboard_url}", flush=True)
@@ -309,6 +310,34 @@ def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
     if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
         return
     require_imagenet_weights(_every_run_config(space))
+
+
+def _check_rungs(space: SearchSpace, num_classes: int) -> None:
+    """A fidelity schedule's rungs must be cheaper than every trial and fit its weights."""
+    rungs = space.scheduler.rungs
+    if rungs is None:
+        return
+    from tuner.training.cost import check_rung_shapes
+
+    for cfg in {*space.trial_configs}:
+        for i, rung in enumerate(rungs.rungs):
+            try:
+                cfg.replace(
+                    frames=rung.frames or cfg.frames, crop_size=rung.crop_size or cfg.crop_size
+                )
+            except ValueError as exc:
+                raise EgotuneError(f"{space.source}: scheduler.rungs[{i}].{exc}") from None
+            for key in ("frames", "crop_size"):
+                value = getattr(rung, key)
+                if value is not None and value > getattr(cfg, key):
+                    raise EgotuneError(
+                        f"{space.source}: scheduler.rungs: {key} {value} (until epoch "
+                        f"{rung.until}) is larger than the trials' {key} {getattr(cfg, key)}"
+                    )
+        try:
+            check_rung_shapes(cfg, rungs, num_classes)
+        except EgotuneError as exc:
+            raise EgotuneError(f"{space.source}: {exc}") from None
 
 
 def _starts_local_ray(options: SearchOptions) -> bool:

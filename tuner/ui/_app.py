@@ -93,6 +93,7 @@ def create_app(
         Route("/api/experiments/{name}/pivot", api(ui.pivot)),
         Route("/api/experiments/{name}/importance", api(ui.importance)),
         Route("/api/experiments/{name}/parallel", api(ui.parallel)),
+        Route("/api/experiments/{name}/pareto", api(ui.pareto)),
         Route("/api/experiments/{name}/timing", api(ui.timing)),
         Route("/api/experiments/{name}/trials/{trial_id}", api(ui.trial)),
         Route("/api/experiments/{name}/compare", api(ui.compare)),
@@ -248,6 +249,9 @@ class _UI:
 
     def parallel(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         return views.parallel(_experiment(snapshot))
+
+    def pareto(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
+        return views.pareto(_experiment(snapshot))
 
     def timing(self, snapshot: Snapshot, request: Request) -> dict[str, Any]:
         return views.timing(_experiment(snapshot), _names(request, "trials"))

@@ -31,6 +31,7 @@ __all__ = [
     "experiment_row",
     "importance",
     "parallel",
+    "pareto",
     "pivot",
     "plain",
     "timing",
@@ -285,6 +286,51 @@ def parallel(experiment: results.Experiment) -> dict[str, Any]:
         ],
         "color": _column(trials, VALUE),
         "trial_ids": list(trials["trial_id"]),
+        "message": None,
+    }
+
+
+def pareto(experiment: results.Experiment, cost: str = "flops") -> dict[str, Any]:
+    """:func:`tuner.results.pareto_front` of the trials with a cost, in the unit the command
+    line prints, and :func:`tuner.results.recommend` (or why there is none yet)."""
+    frame = results.pareto_front(experiment, cost).dropna(subset=["cost", VALUE])
+    if frame.empty:
+        return {
+            "points": [],
+            "message": f"no trial has recorded its {results.cost_label(cost)} yet",
+        }
+    scale, unit = results.cost_unit(cost, float(frame["cost"].max()))
+    stopped = frame["early_stopped"].fillna(False).astype(bool)
+    points = [
+        {
+            "trial_id": str(row.trial_id),
+            "cost": plain(row.cost / scale),
+            "value": plain(getattr(row, VALUE)),
+            "on_front": bool(row.on_front),
+            "stopped": bool(early),
+        }
+        for row, early in zip(frame.itertuples(index=False), stopped, strict=True)
+    ]
+    try:
+        found: dict[str, Any] | None = results.recommend(experiment, cost)
+        note = None
+    except ValueError as exc:
+        found, note = None, str(exc)
+    recommendation = None
+    if found is not None:
+        recommendation = {
+            "best": found["best"]["trial_id"],
+            "recommended": found["recommended"]["trial_id"],
+            "same_trial": found["same_trial"],
+            "p_holm": plain(found["p_holm"]),
+            "saving": plain(found["saving"]),
+            "videos": found["videos"],
+        }
+    return {
+        "points": points,
+        "unit": f"{results.cost_label(cost)} ({unit})",
+        "recommendation": recommendation,
+        "recommendation_note": note,
         "message": None,
     }
 

@@ -274,7 +274,7 @@ function experimentPage() {
     note("#intervals-note", data.table.intervals_note);
     // what a reader looks at first, then the rest (one CPU draws them all)
     await Promise.allSettled([loadPivot(view), loadCurves(view)]);
-    await Promise.allSettled([loadImportance(), loadParallel(), loadTiming()]);
+    await Promise.allSettled([loadImportance(), loadParallel(), loadPareto(), loadTiming()]);
     body.dataset.drawn = data.stamp; // every section drawn for this state of the tables
   }, (error) => {
     if (error.status === 404) notice([`${error.message}. This page shows it as soon as the search writes its first results.`]);
@@ -437,6 +437,42 @@ async function loadParallel() {
     dimensions: data.dimensions.map((d) => ({ ...d, range: [0, 1] })),
   }], { height: 400, margin: { l: 60, r: 60, t: 50, b: 30 } });
   note("#parallel-note", `One line per trial, colored by ${value}; drag along an axis to filter.`);
+}
+
+// Best accuracy against counted FLOPs: the front as a staircase, the recommendation marked.
+async function loadPareto() {
+  const data = await getJSON(api("/pareto"));
+  const div = $("#pareto");
+  if (!data.points.length) return message(div, `Not yet: ${data.message}.`);
+  const front = data.points.filter((p) => p.on_front).sort((a, b) => a.cost - b.cost);
+  const group = (points, name, marker) => ({
+    type: "scatter", mode: "markers", name, x: points.map((p) => p.cost), y: points.map((p) => p.value),
+    text: points.map((p) => p.trial_id), marker,
+    hovertemplate: "%{text}<br>%{y:.2f} %<br>%{x:.3g}<extra></extra>",
+  });
+  const traces = [
+    { type: "scatter", mode: "lines", name: "Pareto front", x: front.map((p) => p.cost), y: front.map((p) => p.value),
+      line: { shape: "hv", color: VAL }, hoverinfo: "skip" },
+    group(data.points.filter((p) => p.on_front && !p.stopped), "on the front", { color: VAL, size: 9 }),
+    group(data.points.filter((p) => !p.on_front && !p.stopped), "dominated", { color: "#999", size: 7 }),
+    group(data.points.filter((p) => p.stopped), "stopped early", { color: "#555", size: 7, symbol: "circle-open" }),
+  ].filter((t) => t.mode === "lines" || t.x.length);
+  const r = data.recommendation;
+  const byId = Object.fromEntries(data.points.map((p) => [p.trial_id, p]));
+  const marks = r ? [[r.best, "best"], ...(r.same_trial ? [] : [[r.recommended, "recommended"]])] : [];
+  await plot(div, traces, {
+    height: 380, margin: { l: 60, r: 20, t: 10, b: 50 },
+    xaxis: { title: { text: data.unit } }, yaxis: { title: { text: "best validation accuracy (%)" } },
+    annotations: marks.filter(([id]) => byId[id]).map(([id, label]) => ({
+      x: byId[id].cost, y: byId[id].value, text: label, showarrow: true, arrowhead: 0, ax: 30, ay: 25,
+    })),
+  });
+  const saving = r && !r.same_trial
+    ? `Recommended: ${r.recommended}, ${Math.round(100 * r.saving)} % cheaper than the best ${r.best}; `
+      + `the ${r.videos} validation videos cannot tell them apart (Holm-corrected McNemar p = ${r.p_holm.toPrecision(2)}).`
+    : r ? `The best trial ${r.best} is also the cheapest the validation videos cannot tell from it.`
+      : data.recommendation_note;
+  note("#pareto-note", `One point per trial; on the front, no other trial is as accurate for less. ${saving}`);
 }
 
 // -- one trial --------------------------------------------------------------------------------
