@@ -77,7 +77,12 @@ ASHA_REDUCTION_FACTOR = 3.0
 
 _COMMON_SETTINGS = ("algorithm", "metric", "mode", "num_samples", "max_concurrent", "seed")
 _ASHA_SETTINGS = ("grace_period", "reduction_factor", "max_t", "rungs")
-_OPTUNA_SETTINGS = ("points_to_evaluate",)
+_OPTUNA_SETTINGS = ("points_to_evaluate", "cost", "sampler")
+SAMPLERS = ("tpe", "nsga2")
+"""Optuna samplers: TPE (default; multivariate over two objectives too) and NSGA-II."""
+COST_OBJECTIVES = ("flops",)
+"""``scheduler.cost``: a second objective Optuna minimises (the trial's counted FLOPs as
+configured, reported as ``config_flops``)."""
 _POPULATION_SETTINGS = (
     "perturbation_interval",
     "quantile_fraction",
@@ -120,6 +125,10 @@ class SchedulerSettings:
     the clip length and crop each rung trains at (:mod:`tuner.training.fidelity`)."""
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     """Optuna: configurations of the sampled keys tried first, in order."""
+    cost: str | None = None
+    """Optuna: a second objective to minimise, ``flops`` (multi-objective search)."""
+    sampler: str | None = None
+    """Optuna: ``tpe`` (default) or ``nsga2``."""
     perturbation_interval: int | None = None
     """PBT/PB2: epochs between two exploit/explore decisions of a trial."""
     quantile_fraction: float | None = None
@@ -194,7 +203,18 @@ def parse_scheduler(source: str, value: Any, sections: Mapping[str, Any]) -> Sch
         resample_probability=_setting(source, raw, "resample_probability", float, None, minimum=0),
         mutations=_parse_mutations(source, Algorithm(algorithm), raw, sections),
         rungs=_parse_rungs(source, raw),
+        cost=_setting(source, raw, "cost", str, None),
+        sampler=_setting(source, raw, "sampler", str, None),
     )
+    if settings.cost is not None and settings.cost not in COST_OBJECTIVES:
+        raise SpaceError(
+            source,
+            "scheduler.cost",
+            f"expected {', '.join(COST_OBJECTIVES)}, got {settings.cost!r}",
+        )
+    if settings.sampler is not None and settings.sampler not in SAMPLERS:
+        suffix = did_you_mean(settings.sampler, SAMPLERS, listing=True)
+        raise SpaceError(source, "scheduler.sampler", f"unknown sampler ({suffix})")
     if settings.quantile_fraction is not None and not 0 < settings.quantile_fraction <= 0.5:
         raise SpaceError(source, "scheduler.quantile_fraction", "must be in (0, 0.5]")
     if settings.resample_probability is not None and settings.resample_probability > 1:

@@ -140,6 +140,7 @@ class Trainer:
                 f"{list(config.val_users)} leaves an empty side in {index.root}"
             )
         self._index = index
+        self._planned_flops: float | None = None
         self.store = self._open_store(index)
         # on CUDA, resize and normalise whole batches on the GPU (exact up to 1/255)
         self._deferred = self.store is not None and self.device.type == "cuda"
@@ -397,6 +398,23 @@ class Trainer:
         self._train_stream = self._stream(self.train_set, train=True)
         self._val_stream = self._stream(self.val_set, train=False)
         self._val_cache = None
+
+    @property
+    def planned_flops(self) -> float:
+        """Counted FLOPs of the whole run as configured (every epoch of every stage, at the
+        size its epoch trains at): the cost of the configuration, whenever it is stopped."""
+        if self._planned_flops is None:
+            train_clips = self._train_stream.batches_per_epoch * self.config.batch_size
+            if not (self.config.drop_last and len(self.train_set) > self.config.batch_size):
+                train_clips = len(self.train_set)
+            total, epoch = 0.0, 0
+            for stage in self.stages:
+                for _ in range(self.config.stage_settings(stage).epochs or 0):
+                    epoch += 1
+                    per_clip = clip_flops(self._sized(epoch), len(self.classes), stage)
+                    total += per_clip.train * train_clips + per_clip.val * len(self.val_set)
+            self._planned_flops = total
+        return self._planned_flops
 
     def _epoch_flops(self, train_clips: float) -> float:
         """Counted FLOPs of an epoch of ``train_clips`` training clips at the current size

@@ -26,6 +26,7 @@ from tuner.training.fidelity import FIDELITY_KEY
 from tuner.training.recipes import import_recipe_modules, recipe_modules
 
 __all__ = [
+    "CONFIG_FLOPS",
     "FOLD_KEY",
     "POINT_KEY",
     "POPULATION_KEY",
@@ -41,6 +42,9 @@ __all__ = [
     "with_recipe_modules",
 ]
 
+CONFIG_FLOPS = "config_flops"
+"""Reported with every epoch by the trainable: counted FLOPs of the trial's whole run as
+configured (Optuna's second objective under ``scheduler.cost: flops``)."""
 POPULATION_KEY = "_population"
 """Config entry of a population trial: ``{"interval", "keys", "generation"}``."""
 RECIPES_KEY = "_recipes"

@@ -67,12 +67,13 @@ from tuner.training.checkpoints.writer import (
 from tuner.training.config import TrainConfig
 from tuner.training.engine import EpochRecord, Trainer
 from tuner.training.fidelity import FIDELITY_KEY, FidelitySchedule
-from tuner.tune.params import POPULATION_KEY, resolve_trial_config
+from tuner.tune.params import CONFIG_FLOPS, POPULATION_KEY, resolve_trial_config
 from tuner.tune.sharing.trial import ENDED_FILE, SHARING_FILE, TrialSharing
 
 __all__ = [
     "ACTOR_NAME_PREFIX",
     "CHECKPOINTS_DIR",
+    "CONFIG_FLOPS",
     "LEGACY_STATE_FILE",
     "METRIC_NAMES",
     "POINTER_FILE",
@@ -219,6 +220,9 @@ class _Run:
         extra: dict[str, Any] = {"startup_s": startup_s}
         for record in trainer.run():
             metrics = self.keep(record, {**extra, "report_s": report_s})
+            # what the whole configuration costs (Optuna's second objective, scheduler.cost);
+            # not kept in the run's history, which branches of other configurations replay
+            metrics[CONFIG_FLOPS] = trainer.planned_flops
             _export_metrics(metrics, self.tags, trainer.device)
             metrics[PREDICTIONS_KEY] = record.predictions
             saved = checkpoints.completed

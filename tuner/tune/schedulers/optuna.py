@@ -1,5 +1,8 @@
-"""Optuna's TPE sampler as the searcher of the ``optuna`` and ``optuna+asha`` algorithms, with its
-study in the experiment folder (``optuna.db``: ``optuna-dashboard`` opens it live)."""
+"""Optuna's TPE sampler (or NSGA-II, ``scheduler.sampler``) as the searcher of the ``optuna`` and
+``optuna+asha`` algorithms, with its study in the experiment folder (``optuna.db``:
+``optuna-dashboard`` opens it live). With ``scheduler.cost: flops`` the study has two objectives,
+the metric and the configuration's counted FLOPs (``config_flops``, minimised): Optuna then
+samples towards the accuracy-versus-cost front rather than one best trial."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 from tuner.errors import EgotuneError
 from tuner.spaces import SearchSpace
-from tuner.tune.params import encode_choice
+from tuner.tune.params import CONFIG_FLOPS, encode_choice
 
 __all__ = ["OPTUNA_DB", "build_optuna_search", "optuna_storage_url"]
 
@@ -31,15 +34,25 @@ def build_optuna_search(space: SearchSpace, experiment_dir: str | Path) -> Any:
 
     settings = space.scheduler
     Path(experiment_dir).mkdir(parents=True, exist_ok=True)
+    if settings.sampler == "nsga2":
+        from tuner.tune.schedulers._nsga2 import PicklableNSGAII
+
+        sampler = PicklableNSGAII(seed=settings.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=settings.seed)
+    metric: str | list[str] = settings.metric
+    mode: str | list[str] = settings.mode
+    if settings.cost is not None:  # two objectives: the metric and the configuration's FLOPs
+        metric, mode = [settings.metric, CONFIG_FLOPS], [settings.mode, "min"]
     return OptunaSearch(
-        metric=settings.metric,
-        mode=settings.mode,
+        metric=metric,
+        mode=mode,
         points_to_evaluate=[
             {k: encode_choice(v, True) for k, v in point.items()}
             for point in settings.points_to_evaluate
         ]
         or None,
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        sampler=sampler,
         study_name=Path(experiment_dir).name,
         storage=optuna.storages.RDBStorage(optuna_storage_url(experiment_dir)),
     )
