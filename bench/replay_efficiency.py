@@ -2,7 +2,14 @@
 
 Usage: ``egotune bench replay_efficiency [EXP] [--storage DIR] [--seeds N]
 [--schedulers grid,random,asha,optuna,optuna+asha] [--grace-period G] [--reduction-factor F]
-[--asha-sweep G:F,G:F,...] [--max-concurrent C] [--tolerance P] [--json] [--no-record]``
+[--asha-sweep G:F,G:F,...] [--max-concurrent C] [--tolerance P] [--json] [--no-record]``;
+``egotune bench replay_efficiency --fidelity [LOW_EXP] [--rungs E1,E2] [--seeds N]``
+
+With ``--fidelity`` it replays a fidelity schedule on the two-fidelity fixture instead (EXP the
+full-size recording, LOW_EXP the cheap one; by default the shipped ``fig10-fidelity-t4-64`` and
+``fig10-fidelity-t2-48``), against epoch-only ASHA at ``egotune search``'s defaults and
+Optuna+ASHA over the same seeds, and scores each run in counted FLOPs and in whether what it found
+is within the best's McNemar noise band (:mod:`bench.fidelity_replay`).
 
 EXP (default: the shipped fixture ``bench/fixtures/fig10-synthetic``, Fig. 10's 36-trial grid
 recorded by ``egotune search`` on the synthetic dataset, see bench/fixtures/README.md) is replayed
@@ -45,6 +52,11 @@ from tuner.tune.replay import (
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "fig10-synthetic"
+FIDELITY_FIXTURES = (
+    Path(__file__).resolve().parent / "fixtures" / "fig10-fidelity-t4-64",
+    Path(__file__).resolve().parent / "fixtures" / "fig10-fidelity-t2-48",
+)
+DEFAULT_RUNGS = "4,12"  # the cheap clips up to epoch 4, full size after; rungs at 4 and 12
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8
 DEFAULT_SWEEP = "2:3,3:3,4:2,4:4,6:3"  # grace:reduction; 2:3 is egotune search's default here
 
@@ -101,7 +113,7 @@ def parse_sweep(text: str) -> list[tuple[int, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", nargs="?", default=str(FIXTURE), help="experiment")
+    parser.add_argument("experiment", nargs="?", help="experiment (default: the fixture)")
     parser.add_argument("--storage", type=Path, help="results folder holding EXP")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per scheduler (10)")
     parser.add_argument("--schedulers", default=",".join(REPLAYABLE), help="comma-separated")
@@ -114,9 +126,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-concurrent", type=int, default=4, help="trials at once (4)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="points from the best (1)")
+    parser.add_argument(
+        "--fidelity",
+        nargs="?",
+        const=str(FIDELITY_FIXTURES[1]),
+        metavar="LOW_EXP",
+        help="replay a fidelity schedule with LOW_EXP as the cheap recording",
+    )
+    parser.add_argument(
+        "--rungs",
+        default=DEFAULT_RUNGS,
+        help=f"fidelity: rung epochs, cheap clips up to the first ({DEFAULT_RUNGS})",
+    )
+    parser.add_argument(
+        "--train-clips",
+        type=int,
+        default=144,
+        help="fidelity: training clips per epoch where a recording has no flops column (144)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
+    if args.fidelity is not None:
+        return fidelity_main(args)
+    args.experiment = args.experiment or str(FIXTURE)
 
     curves = load_recorded(args.experiment, args.storage)
     asha = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor}
@@ -148,6 +181,97 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         record("replay_efficiency", figures, details=details)
     print(json.dumps(details, indent=2) if args.json else table(summaries, curves, args))
+    return 0
+
+
+def fidelity_main(args: argparse.Namespace) -> int:
+    """``--fidelity``: the schedule, ASHA at defaults and Optuna+ASHA, scored in FLOPs and in
+    the noise band (:mod:`bench.fidelity_replay`)."""
+    from bench.fidelity_replay import GOAL_SEEDS, epoch_costs, score, summarize_scores
+    from tuner.results import load_experiment
+    from tuner.tune.replay import stitch_fidelities
+
+    high_path = args.experiment or str(FIDELITY_FIXTURES[0])
+    high, low = load_recorded(high_path, args.storage), load_recorded(args.fidelity, args.storage)
+    full = load_experiment(high_path, args.storage)
+    cheap = load_experiment(args.fidelity, args.storage)
+    rungs = tuple(int(e) for e in args.rungs.split(",") if e.strip())
+    stitched = stitch_fidelities(low, high, rungs[0])
+    costs = epoch_costs([full, cheap], args.train_clips)
+    shared_units = {unit for units in high.units.values() for unit in units}
+    grid_flops = len(shared_units) * costs.per_epoch[full.name]
+    plans = {
+        f"fidelity rungs {args.rungs}": (stitched, {"rungs": rungs}),
+        "asha (defaults)": (high, {}),
+        "optuna+asha (defaults)": (high, {}),
+    }
+    start = time.perf_counter()
+    scores: dict[str, list[Any]] = {}
+    for name, (curves, extra) in plans.items():
+        algorithm = "optuna+asha" if name.startswith("optuna") else "asha"
+        scores[name] = []
+        for seed in range(args.seeds):
+            settings = ReplaySettings(
+                algorithm,
+                seed=seed,
+                max_concurrent=args.max_concurrent,
+                tolerance=args.tolerance,
+                reduction_factor=args.reduction_factor if extra else None,
+                **extra,
+            )
+            outcome = replay_search(curves, settings)
+            scored = score(
+                outcome, curves, costs, full, grid_flops, shares=not algorithm.startswith("optuna")
+            )
+            scores[name].append(scored)
+            print(
+                f"{name} seed {seed}: {scored.fraction:.1%} of the grid's FLOPs, found "
+                f"{scored.found} epoch {scored.found_epoch} ({scored.found_value}), "
+                f"p = {scored.p_value}",
+                file=sys.stderr,
+                flush=True,
+            )
+    summaries = {name: summarize_scores(runs) for name, runs in scores.items()}
+    fidelity = next(iter(summaries.values()))
+    details = {
+        "experiments": {"full": str(high_path), "cheap": str(args.fidelity)},
+        "rungs": list(rungs),
+        "epoch_flops": costs.per_epoch,
+        "epoch_flops_from": costs.how,
+        "grid_flops_with_sharing": grid_flops,
+        "grid_epochs_with_sharing": len(shared_units),
+        "args": vars(args) | {"storage": str(args.storage) if args.storage else None},
+        "seconds": time.perf_counter() - start,
+        "summaries": summaries,
+        "runs": {
+            name: [vars(s) | {"within_band": s.within_band} for s in runs]
+            for name, runs in scores.items()
+        },
+    }
+    figures = {
+        name.replace(" ", "_"): f"{s['within_band']}/{s['seeds']} in band, median "
+        f"{s['median_fraction']:.0%} of the FLOPs, {s['meets_goal']} meet both"
+        for name, s in summaries.items()
+    }
+    figures["fidelity_goal"] = (
+        "met" if fidelity["meets_goal"] >= GOAL_SEEDS * args.seeds / 10 else "missed"
+    )
+    if not args.no_record:
+        record("replay_efficiency", figures, details=details)
+    if args.json:
+        print(json.dumps(details, indent=2, default=str))
+        return 0
+    print(
+        f"{stitched.experiment}: {len(high.curves)} trials; the full-size grid with prefix "
+        f"sharing trains {len(shared_units)} epochs, {grid_flops / 1e12:.1f} TFLOP"
+    )
+    print(f"epoch FLOPs: {costs.how}")
+    print(f"{'scheduler':<24} {'in band':>7} {'<=25%':>6} {'both':>5} {'median':>7} {'max':>6}")
+    for name, s in summaries.items():
+        print(
+            f"{name:<24} {s['within_band']:>4}/{s['seeds']:<2} {s['within_budget']:>6} "
+            f"{s['meets_goal']:>5} {s['median_fraction']:>7.1%} {s['max_fraction']:>6.1%}"
+        )
     return 0
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "load_recorded",
     "replay_search",
     "replay_trial",
+    "stitch_fidelities",
     "summarize_trace",
 ]
 
@@ -90,6 +91,13 @@ class RecordedCurves:
     """Hyperparameters that vary between the recorded trials."""
     configs: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     """Per trial id: its values of :attr:`keys` (lists as JSON text)."""
+    units: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict, repr=False)
+    """Per trial id, one per curve row: what computed that epoch, ``(fidelity, computing
+    configuration, epoch)``; trials whose rows share a unit shared that epoch (prefix sharing
+    computed it once). Empty when the experiment does not say (``computed_by``)."""
+    fidelities: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict, repr=False)
+    """Per trial id, one per curve row: the recorded experiment the row comes from (a
+    fidelity-schedule replay stitches two, :func:`stitch_fidelities`)."""
 
     @property
     def trial_ids(self) -> list[str]:
@@ -171,7 +179,51 @@ def load_recorded(
         for trial_id, rows in epochs.groupby("trial_id", sort=True)
     }
     keys, configs = _configurations(read_trials(path), list(curves))
-    return RecordedCurves(path.name, metric, mode, curves, keys, configs)
+    units: dict[str, tuple[Any, ...]] = {}
+    if "computed_by" in epochs.columns:
+        for trial_id, rows in epochs.groupby("trial_id", sort=True):
+            units[str(trial_id)] = tuple(
+                (path.name, configs.get(str(by), str(by)) if by else configs.get(str(trial_id)), e)
+                for by, e in zip(rows["computed_by"], rows["epoch"], strict=True)
+            )
+    fidelities = {t: (path.name,) * len(curve) for t, curve in curves.items()}
+    return RecordedCurves(path.name, metric, mode, curves, keys, configs, units, fidelities)
+
+
+def stitch_fidelities(low: RecordedCurves, high: RecordedCurves, switch: int) -> RecordedCurves:
+    """The curves a fidelity schedule would report on two recordings of the same grid: each
+    configuration's ``low``-fidelity epochs up to ``switch``, its ``high``-fidelity ones after.
+
+    A model of the promotion, not a recording of one: a promoted trial continues from its
+    low-fidelity state, whose accuracy after the switch the recordings do not hold; the stitch
+    takes the full-size run's epochs there. Trial ids, configurations and the units after the
+    switch are ``high``'s. Raises :class:`EgotuneError` when the grids differ.
+    """
+    if low.keys != high.keys or set(low.configs.values()) != set(high.configs.values()):
+        raise EgotuneError(
+            f"{low.experiment} and {high.experiment} are not the same grid "
+            f"(keys {list(low.keys)} / {list(high.keys)})"
+        )
+    by_config = {config: trial_id for trial_id, config in low.configs.items()}
+    curves, units, fidelities = {}, {}, {}
+    for trial_id, config in high.configs.items():
+        cheap = low.curves[by_config[config]]
+        full = high.curves[trial_id]
+        take = [i for i, row in enumerate(cheap) if row[0] <= switch]
+        rest = [i for i, row in enumerate(full) if row[0] > switch]
+        curves[trial_id] = tuple(cheap[i] for i in take) + tuple(full[i] for i in rest)
+        low_units = low.units.get(by_config[config]) or ()
+        high_units = high.units.get(trial_id) or ()
+        if low_units and high_units:
+            units[trial_id] = tuple(low_units[i] for i in take) + tuple(high_units[i] for i in rest)
+        fidelities[trial_id] = (low.experiment,) * len(take) + (high.experiment,) * len(rest)
+    return dataclasses.replace(
+        high,
+        experiment=f"{low.experiment} until epoch {switch}, then {high.experiment}",
+        curves=curves,
+        units=units,
+        fidelities=fidelities,
+    )
 
 
 def _recorded_objective(path: Path) -> tuple[str, str]:
@@ -266,6 +318,8 @@ class ReplayOutcome:
     """Best metric value it saw."""
     grid_epochs: int
     """Epochs of the recorded search (the denominator of the fractions)."""
+    reported: tuple[tuple[str, int, float], ...] = dataclasses.field(default=(), repr=False)
+    """``(recorded trial, epoch, value)`` of every epoch the search received, in order."""
 
     @property
     def fraction_to_target(self) -> float | None:
@@ -278,8 +332,10 @@ class ReplayOutcome:
         return self.epochs / self.grid_epochs
 
     def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values.pop("reported")
         return {
-            **dataclasses.asdict(self),
+            **values,
             "fraction_to_target": self.fraction_to_target,
             "fraction_consumed": self.fraction_consumed,
         }
@@ -294,6 +350,7 @@ def summarize_trace(
     grid_epochs: int,
     algorithm: str,
     seed: int,
+    reported: Sequence[tuple[str, int, float]] = (),
 ) -> ReplayOutcome:
     """The outcome of a search that received ``values`` (one per epoch, in arrival order)."""
     best = max(values) if mode == "max" else min(values)
@@ -305,6 +362,7 @@ def summarize_trace(
         epochs_to_target=epochs_to_target(values, target, mode),
         best=best,
         grid_epochs=grid_epochs,
+        reported=tuple(reported),
     )
 
 
@@ -331,6 +389,8 @@ class ReplaySettings:
     """How close to the recorded best counts as found (points of the metric)."""
     time_scale: float = 0.005
     """Pause before each report, as a fraction of the epoch's recorded time."""
+    rungs: tuple[int, ...] | None = None
+    """ASHA: rungs at these epochs instead of the grace period's (a fidelity schedule's)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in REPLAYABLE:
@@ -340,6 +400,8 @@ class ReplaySettings:
                 raise UsageError(f"--{name} {value}: out of range")
         if self.reduction_factor is not None and self.reduction_factor <= 1:
             raise UsageError(f"--reduction-factor {self.reduction_factor:g}: must be above 1")
+        if self.rungs is not None and (self.grace_period is not None or not self.rungs):
+            raise UsageError("--rungs: not with --grace-period")
         if self.grace_period is not None and self.grace_period < 1:
             raise UsageError(f"--grace-period {self.grace_period}: must be 1 or more")
 
@@ -389,12 +451,14 @@ def replay_search(curves: RecordedCurves, settings: ReplaySettings) -> ReplayOut
         grid_epochs=curves.total_epochs,
         algorithm=settings.algorithm,
         seed=settings.seed,
+        reported=trace.rows,
     )
 
 
 def _scheduler_space(curves: RecordedCurves, settings: ReplaySettings) -> Any:
     """A search space holding only the scheduler block, for ``build_tune_config``."""
     from tuner.spaces import Resources, SchedulerSettings, SearchSpace
+    from tuner.training.fidelity import FidelitySchedule, Rung
 
     algorithm = Algorithm(settings.algorithm)
     asha = algorithm.uses_asha
@@ -406,9 +470,17 @@ def _scheduler_space(curves: RecordedCurves, settings: ReplaySettings) -> Any:
         num_samples=1 if settings.algorithm in _EVERY_TRIAL_ONCE else _samples(curves, settings),
         max_concurrent=settings.max_concurrent,
         seed=settings.seed if algorithm.samples else None,
-        grace_period=(settings.grace_period or asha_grace_period(max_t)) if asha else None,
+        grace_period=(
+            (settings.rungs[0] if settings.rungs else settings.grace_period)
+            or asha_grace_period(max_t)
+        )
+        if asha
+        else None,
         reduction_factor=(settings.reduction_factor or ASHA_REDUCTION_FACTOR) if asha else None,
         max_t=max_t if asha else None,
+        rungs=FidelitySchedule(tuple(Rung(e) for e in settings.rungs))
+        if asha and settings.rungs
+        else None,
     )
     name = f"replay-{curves.experiment}"
     return SearchSpace(
@@ -455,11 +527,14 @@ class _MetricTrace(Callback):
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.values: list[float] = []
+        self.rows: list[tuple[str, int, float]] = []
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        self.values.append(float(result[self.metric]))
+        value = float(result[self.metric])
+        self.values.append(value)
+        self.rows.append((str(result[TRIAL_KEY]), int(result["epoch"]), value))
 
 
 @contextlib.contextmanager
