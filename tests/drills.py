@@ -28,6 +28,7 @@ import torch
 from data_pipeline import discover
 from tuner.training.config import TrainConfig
 from tuner.training.engine import TIME_FIELDS, EpochRecord, Trainer
+from tuner.training.fidelity import FidelitySchedule
 
 METRICS = [f.name for f in fields(EpochRecord) if f.name not in TIME_FIELDS]
 """The epoch-row fields an exact run reproduces (times aside)."""
@@ -116,13 +117,16 @@ def _address(address: str | None) -> list[str]:
     return ["--address", address] if address else []
 
 
-def undisturbed_records(root: Path, values: dict) -> pd.DataFrame:
+def undisturbed_records(
+    root: Path, values: dict, fidelity: FidelitySchedule | None = None
+) -> pd.DataFrame:
     """The configuration ``values`` run straight through by the engine on the dataset at
-    ``root``, one thread like a one-CPU trial: the metrics a disturbed search must reproduce."""
+    ``root`` (under the fidelity schedule ``fidelity``), one thread like a one-CPU trial: the
+    metrics a disturbed search must reproduce."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        trainer = Trainer(TrainConfig.from_dict(values), discover(root))
+        trainer = Trainer(TrainConfig.from_dict(values), discover(root), fidelity=fidelity)
         rows = [record.to_dict() for record in trainer.run()]
     finally:
         torch.set_num_threads(threads)

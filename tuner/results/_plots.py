@@ -439,14 +439,15 @@ def draw_pareto(
     fig, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
     front = shown[shown["on_front"]].sort_values("x")
     ax.step(front["x"], front[value], where="post", color=_VAL, lw=1.2, zorder=3)
-    for subset, style in (
+    styles: tuple[tuple[pd.DataFrame, dict[str, Any]], ...] = (
         (shown[~shown["on_front"] & ~stopped], {"color": "0.6", "label": "dominated trial"}),
         (shown[shown["on_front"] & ~stopped], {"color": _VAL, "label": "on the front"}),
         (
             shown[stopped],
             {"facecolors": "none", "edgecolors": "0.3", "label": "stopped early by the scheduler"},
         ),
-    ):
+    )
+    for subset, style in styles:
         if not subset.empty:
             ax.scatter(subset["x"], subset[value], s=30, zorder=4, **style)
     for trial_id, label in (marked or {}).items():

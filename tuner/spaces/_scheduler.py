@@ -358,7 +358,7 @@ def _parse_rungs(source: str, raw: Mapping[str, Any]) -> FidelitySchedule | None
             raise SpaceError(
                 source, f"scheduler.{key}", "not with rungs: the rungs' until epochs set the rungs"
             )
-    rungs = []
+    rungs: list[Rung] = []
     for i, item in enumerate(value):
         if not isinstance(item, Mapping):
             raise SpaceError(

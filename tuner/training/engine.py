@@ -391,7 +391,7 @@ class Trainer:
             self.store = self._open_store(self._index)
             for module in self.model.modules():  # the models check the crop they were built for
                 if hasattr(module, "input_size"):
-                    module.input_size = sized.crop_size
+                    setattr(module, "input_size", sized.crop_size)  # noqa: B010
         self.train_set = self._dataset(self.train_set.videos, train=True)
         self.val_set = self._dataset(self.val_set.videos, train=False)
         self._finish = self.train_set.finisher()

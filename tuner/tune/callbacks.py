@@ -369,7 +369,8 @@ def _epoch_cost(trial: Trial, row: Mapping[str, Any], current: Mapping[str, Any]
     if _is_number(row.get("flops")):
         changes["flops"] = (current.get("flops") or 0.0) + float(row["flops"])
     if _is_number(row.get("seconds")):
-        gpus = float(trial.placement_group_factory.required_resources.get("GPU", 0.0))
+        resources = trial.placement_group_factory
+        gpus = float(resources.required_resources.get("GPU", 0.0)) if resources else 0.0
         changes["gpu_seconds"] = (current.get("gpu_seconds") or 0.0) + gpus * float(row["seconds"])
     return changes
 
