@@ -19,8 +19,6 @@ import yaml
 from tests.conftest import tiny_config_values
 from tests.drills import (
     interrupt_search_when,
-    kill_search_when,
-    resume_search,
     undisturbed_records,
     wait_for,
 )
@@ -159,53 +157,6 @@ def test_a_trial_killed_between_periodic_checkpoints_replays_to_the_same_metrics
 
 
 # -- driver fault ------------------------------------------------------------------------------
-
-
-def test_a_killed_driver_resumes_and_asha_stops_only_at_rungs(
-    synthetic_root, tmp_path, local_ray_address
-):
-    """The driver and the local Ray it started are killed, as when a laptop dies; the search is
-    resumed on a running cluster (the test's local Ray)."""
-    rungs = {1, 2, 4}  # grace 1, reduction factor 2, max_t 4
-    space = tmp_path / "driverkill.yaml"
-    doc = space_doc(4, [3e-3, 1e-3, 3e-4, 1e-4])
-    doc["fixed"]["checkpoint_every"] = 2  # trials restart up to an epoch before the kill
-    doc["scheduler"] = {
-        "algorithm": "asha",
-        "metric": "val_acc",
-        "mode": "max",
-        "max_concurrent": 2,
-        "grace_period": 1,
-        "reduction_factor": 2,
-        "max_t": 4,
-    }
-    space.write_text(yaml.safe_dump(doc))
-    storage = tmp_path / "results"
-    experiment = storage / "driverkill"
-    kill_search_when(
-        space, synthetic_root, storage, "driverkill", lambda: len(checkpoints(experiment)) >= 4
-    )
-    before = (
-        pd.read_parquet(experiment / "epochs.parquet")
-        if (experiment / "epochs.parquet").exists()
-        else pd.DataFrame()
-    )
-
-    console = resume_search(storage, "driverkill", address=local_ray_address)
-    trials, rows = assert_each_epoch_once(experiment)
-    # the resumed console is a fresh search's: Tune's classic table with the same columns
-    assert "AIR_VERBOSITY is set" not in console and "Trial status:" not in console
-    header = [line for line in console.splitlines() if line.startswith("| Trial name")][-1]
-    assert "val_acc" in header and "best_val_acc" in header and "epoch" in header
-    assert len(trials) == 4
-    last_epochs = rows.groupby("trial_id")["epoch"].max()
-    assert set(last_epochs) <= rungs, last_epochs  # stopped only at a rung, counted by epoch
-    assert (last_epochs == 4).any()  # the best trial was never stopped
-    assert len(rows) == int(trials["epochs_run"].sum())
-    if len(before):  # what was written before the kill is still there, unchanged
-        merged = before.merge(rows, on=["trial_id", "epoch"], suffixes=("", "_after"))
-        assert len(merged) == len(before)
-        assert (merged["val_acc"] == merged["val_acc_after"]).all()
 
 
 def test_ctrl_c_stops_the_search_with_130_and_the_command_that_resumes_it(

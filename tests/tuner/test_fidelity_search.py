@@ -1,5 +1,6 @@
-"""A real search with a fidelity schedule, its driver killed and resumed; then the accuracy-versus-
-cost front and the recommendation on its tables, on the command line and in the web view.
+"""A real search with a fidelity schedule, its driver killed and resumed on a running cluster (the
+test's local Ray), as when a laptop dies; then the accuracy-versus-cost front and the
+recommendation on its tables, on the command line and in the web view.
 
 The grid crosses two learning rates with two clip lengths, so the finished trials cost different
 FLOPs; the rungs train epoch 1 on 2-frame 32-pixel clips and epoch 2 on 2-frame 48-pixel ones,
@@ -61,7 +62,11 @@ def searched(synthetic_root, tmp_path_factory, local_ray_address) -> Path:
         address=local_ray_address,
     )
     before = pd.read_parquet(experiment / "epochs.parquet") if _has_rows(experiment) else None
-    resume_search(storage, "fid", address=local_ray_address)
+    console = resume_search(storage, "fid", address=local_ray_address)
+    # the resumed console is a fresh search's: Tune's classic table with the same columns
+    assert "AIR_VERBOSITY is set" not in console and "Trial status:" not in console
+    header = [line for line in console.splitlines() if line.startswith("| Trial name")][-1]
+    assert "val_acc" in header and "best_val_acc" in header and "epoch" in header
     if before is not None:  # what was written before the kill is there, unchanged
         after = pd.read_parquet(experiment / "epochs.parquet")
         merged = before.merge(after, on=["trial_id", "epoch"], suffixes=("", "_after"))
@@ -85,7 +90,8 @@ def test_each_trial_epoch_once_at_its_rungs_size_and_promotions_continue(searche
         assert (row.frames, row.crop_size) == schedule.size_at(row.epoch, frames, 48), row
     last = epochs.groupby("trial_id")["epoch"].max()
     assert set(last) <= {1, 2, EPOCHS}, last  # stopped only at a rung
-    assert (last == EPOCHS).any()
+    assert (last == EPOCHS).any()  # promoted through both rungs
+    assert len(epochs) == int(trials["epochs_run"].sum())
     # a promoted trial went on from its own state through both promotions: its rows, kill and
     # resume included, are those of the engine run straight through with the same schedule
     promoted = trials.set_index("trial_id").loc[last[last == EPOCHS].index[0]]
