@@ -240,6 +240,8 @@ def test_trials_table_types_hyperparameters_by_their_values(tmp_path):
         "best_epoch",
         "epochs_run",
         "wall_seconds",
+        "flops",
+        "gpu_seconds",
         "checkpoint",
         "early_stopped",
         "num_failures",
