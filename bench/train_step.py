@@ -50,8 +50,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.record import record
-from models import set_stage_mode, stage_param_groups, tap_size
+from models import set_stage_mode, stage_param_groups
 from tuner.training.config import MODEL_NAMES, TrainConfig, parse_overrides
+from tuner.training.cost import example_batch
 from tuner.training.recipes import build_model, recipe_for
 
 CLASSES = 61
@@ -164,23 +165,6 @@ def config_for(case: Case, batch: int, crop: int) -> TrainConfig:
     )
 
 
-def make_batch(cfg: TrainConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    """Random inputs of the shapes the DataLoader gives the model's family."""
-    family = recipe_for(cfg.model)
-    B, T, S = cfg.batch_size, cfg.frames, cfg.crop_size
-    batch = {"label": torch.randint(0, CLASSES, (B,), device=device)}
-    if "rgb" in family.modalities:
-        batch["rgb"] = torch.randn(B, T, 3, S, S, device=device)
-    if "flow" in family.modalities:
-        batch["flow"] = torch.randn(B, 2 * cfg.flow_stack, S, S, device=device)
-    if "mmaps" in family.modalities:
-        side = tap_size(S, cfg.ms_layer)
-        batch["mmaps"] = torch.randint(0, 2, (B, T, side, side), device=device).float()
-    if family.static:
-        batch["static"] = batch["rgb"][:, :1].expand_as(batch["rgb"]).clone()
-    return batch
-
-
 def make_step(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], None], list]:
     """The engine's training step for ``cfg`` and the tensors it starts with."""
     with warnings.catch_warnings():
@@ -199,7 +183,7 @@ def make_step(cfg: TrainConfig, device: torch.device) -> tuple[Callable[[], None
         optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     else:
         optimizer = torch.optim.Adam(params, lr=1e-4, eps=1e-4)
-    batch = make_batch(cfg, device)
+    batch = example_batch(cfg, CLASSES, cfg.batch_size, device)
     family = recipe_for(cfg.model)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
