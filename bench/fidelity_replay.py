@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from tuner.tune.replay import RecordedCurves, ReplayOutcome
 
 __all__ = ["EpochCosts", "FidelityScore", "epoch_costs", "score", "summarize_scores"]
@@ -50,7 +52,7 @@ def epoch_costs(experiments: Sequence[Any], train_clips: int) -> EpochCosts:
     for recordings from before that column, a count of its configuration on ``train_clips``
     training clips and as many validation clips and classes as its predictions hold."""
     from tuner.results import hyperparameter_columns
-    from tuner.training.config import TrainConfig
+    from tuner.training.config import SCHEDULE_KEYS, TrainConfig
     from tuner.training.cost import epoch_flops
 
     per_epoch, how = {}, []
@@ -61,11 +63,11 @@ def epoch_costs(experiments: Sequence[Any], train_clips: int) -> EpochCosts:
             how.append(f"{experiment.name}: recorded flops")
             continue
         row = experiment.trials.iloc[0]
-        names = set(TrainConfig.keys())
+        names = set(TrainConfig.keys()) - set(SCHEDULE_KEYS)  # a count does not depend on these
         values = {
-            k: row[k]
+            k: row[k].item() if hasattr(row[k], "item") else row[k]
             for k in hyperparameter_columns(experiment.trials)
-            if k.split(".")[0] in names and row[k] is not None
+            if k.split(".")[0] in names and not pd.isna(row[k])
         }
         config = TrainConfig.from_trial(values)
         predictions = experiment.predictions

@@ -56,7 +56,8 @@ FIDELITY_FIXTURES = (
     Path(__file__).resolve().parent / "fixtures" / "fig10-fidelity-t4-64",
     Path(__file__).resolve().parent / "fixtures" / "fig10-fidelity-t2-48",
 )
-DEFAULT_RUNGS = "4,12"  # the cheap clips up to epoch 4, full size after; rungs at 4 and 12
+DEFAULT_RUNGS = "10,13,16"  # cheap clips to epoch 10, then full size; rungs at 10, 13 and 16
+FIDELITY_REDUCTION_FACTOR = 4.0
 GOAL_FRACTION, GOAL_SEEDS = 0.25, 8
 DEFAULT_SWEEP = "2:3,3:3,4:2,4:4,6:3"  # grace:reduction; 2:3 is egotune search's default here
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10, help="seeds per scheduler (10)")
     parser.add_argument("--schedulers", default=",".join(REPLAYABLE), help="comma-separated")
     parser.add_argument("--grace-period", type=int, default=4, help="ASHA (4, see above)")
-    parser.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA (3)")
+    parser.add_argument("--reduction-factor", type=float, help="ASHA (3; a fidelity schedule's: 4)")
     parser.add_argument(
         "--asha-sweep",
         default=DEFAULT_SWEEP,
@@ -148,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     if args.fidelity is not None:
+        args.reduction_factor = args.reduction_factor or FIDELITY_REDUCTION_FACTOR
         return fidelity_main(args)
     args.experiment = args.experiment or str(FIXTURE)
+    args.reduction_factor = args.reduction_factor or 3.0
 
     curves = load_recorded(args.experiment, args.storage)
     asha = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor}
@@ -200,8 +203,10 @@ def fidelity_main(args: argparse.Namespace) -> int:
     costs = epoch_costs([full, cheap], args.train_clips)
     shared_units = {unit for units in high.units.values() for unit in units}
     grid_flops = len(shared_units) * costs.per_epoch[full.name]
+    same = {"rungs": rungs, "reduction_factor": args.reduction_factor}
     plans = {
-        f"fidelity rungs {args.rungs}": (stitched, {"rungs": rungs}),
+        f"fidelity rungs {args.rungs}": (stitched, same),
+        "same rungs, full size": (high, same),
         "asha (defaults)": (high, {}),
         "optuna+asha (defaults)": (high, {}),
     }
@@ -216,7 +221,6 @@ def fidelity_main(args: argparse.Namespace) -> int:
                 seed=seed,
                 max_concurrent=args.max_concurrent,
                 tolerance=args.tolerance,
-                reduction_factor=args.reduction_factor if extra else None,
                 **extra,
             )
             outcome = replay_search(curves, settings)
