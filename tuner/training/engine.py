@@ -61,7 +61,7 @@ from tuner.training.config import (
     TrainConfig,
     flatten_config,
 )
-from tuner.training.cost import clip_flops
+from tuner.training.cost import ClipFlops, clip_flops
 from tuner.training.device import DevicePlan
 from tuner.training.fidelity import FidelitySchedule
 from tuner.training.loading import BatchStream, emulate_loader_seed_draw
@@ -141,6 +141,7 @@ class Trainer:
             )
         self._index = index
         self._planned_flops: float | None = None
+        self._clip_flops: dict[tuple[int, int, int], ClipFlops] = {}
         self.store = self._open_store(index)
         # on CUDA, resize and normalise whole batches on the GPU (exact up to 1/255)
         self._deferred = self.store is not None and self.device.type == "cuda"
@@ -411,7 +412,7 @@ class Trainer:
             for stage in self.stages:
                 for _ in range(self.config.stage_settings(stage).epochs or 0):
                     epoch += 1
-                    per_clip = clip_flops(self._sized(epoch), len(self.classes), stage)
+                    per_clip = self._per_clip(self._sized(epoch), stage)
                     total += per_clip.train * train_clips + per_clip.val * len(self.val_set)
             self._planned_flops = total
         return self._planned_flops
@@ -419,8 +420,15 @@ class Trainer:
     def _epoch_flops(self, train_clips: float) -> float:
         """Counted FLOPs of an epoch of ``train_clips`` training clips at the current size
         (:mod:`tuner.training.cost`)."""
-        per_clip = clip_flops(self.data_config, len(self.classes), self.stage)
+        per_clip = self._per_clip(self.data_config, self.stage)
         return per_clip.train * train_clips + per_clip.val * len(self.val_set)
+
+    def _per_clip(self, sized: TrainConfig, stage: int) -> ClipFlops:
+        """FLOPs per clip at ``sized``'s size: counted once per size and stage, not per epoch."""
+        key = (sized.frames, sized.crop_size, stage)
+        if key not in self._clip_flops:
+            self._clip_flops[key] = clip_flops(sized, len(self.classes), stage)
+        return self._clip_flops[key]
 
     # -- epochs --------------------------------------------------------------------------------
     def _run_epoch(self) -> EpochRecord:
