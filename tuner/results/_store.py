@@ -101,6 +101,10 @@ _EPOCH_VALUE_COLUMNS = [
     ("startup_s", pa.float64()),
     # the trial that computed the epoch: another one for epochs shared through prefix sharing
     ("computed_by", pa.string()),
+    # the clips it trained and validated on (smaller on a fidelity rung) and its counted FLOPs
+    ("frames", pa.int64()),
+    ("crop_size", pa.int64()),
+    ("flops", pa.float64()),
 ]
 COMPUTED_BY = "computed_by"
 GENERATION = "generation"
