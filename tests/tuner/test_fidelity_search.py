@@ -67,6 +67,10 @@ def searched(synthetic_root, tmp_path_factory, local_ray_address) -> Path:
     assert "AIR_VERBOSITY is set" not in console and "Trial status:" not in console
     header = [line for line in console.splitlines() if line.startswith("| Trial name")][-1]
     assert "val_acc" in header and "best_val_acc" in header and "epoch" in header
+    assert (
+        "fidelity schedule: epochs 1-1 at 2 frames, 32 px; 2-2 at 2 frames; then each trial's "
+        "own size; ASHA compares the trials after epochs 1, 2 (eta 2)"
+    ) in console
     if before is not None:  # what was written before the kill is there, unchanged
         after = pd.read_parquet(experiment / "epochs.parquet")
         merged = before.merge(after, on=["trial_id", "epoch"], suffixes=("", "_after"))

@@ -286,6 +286,8 @@ def _run_claimed(
     sharing = _sharing(space, checkpoints)
     if sharing is not None:
         print(f"prefix sharing: {sharing[1].summary()}", flush=True)
+    if space.scheduler.rungs is not None:
+        print(f"fidelity schedule: {_describe_rungs(space)}", flush=True)
     where = _Where(experiment_dir, lease.bucket.uri if lease else None)
     tuner = _make_tuner(space, index, where, checkpoints, options, sharing)
     with graceful_interrupt() as interrupt:
@@ -310,6 +312,27 @@ def _check_imagenet_weights(space: SearchSpace, options: SearchOptions) -> None:
     if options.address or os.environ.get("RAY_ADDRESS") or options.trainable is not train_trial:
         return
     require_imagenet_weights(_every_run_config(space))
+
+
+def _describe_rungs(space: SearchSpace) -> str:
+    """``epochs 1-10 at 4 frames, 193 px; 11-35 at 8 frames; then each trial's own size; ASHA
+    compares the trials after epochs 10, 35``."""
+    rungs = space.scheduler.rungs
+    assert rungs is not None
+    parts, first = [], 1
+    for rung in rungs.rungs:
+        size = [
+            f"{rung.frames} frames" if rung.frames else "",
+            f"{rung.crop_size} px" if rung.crop_size else "",
+        ]
+        shown = ", ".join(p for p in size if p) or "full size"
+        parts.append(f"{first}-{rung.until} at {shown}")
+        first = rung.until + 1
+    milestones = ", ".join(str(m) for m in rungs.milestones)
+    return (
+        f"epochs {'; '.join(parts)}; then each trial's own size; ASHA compares the trials after "
+        f"epochs {milestones} (eta {space.scheduler.reduction_factor:g})"
+    )
 
 
 def _check_rungs(space: SearchSpace, num_classes: int) -> None:
