@@ -169,3 +169,35 @@ def test_spaces_show_prints_the_fidelity_plan(capsys):
     assert [r[1] for r in rows] == ["1-10", "11-35", "36-100"]
     assert [r[-1] for r in rows] == ["36", "12", "4"]
     assert "PFLOP" in out and "% of the grid with sharing" in out
+
+
+def test_a_replayed_schedule_is_scored_in_flops_each_shared_epoch_once():
+    """``bench.fidelity_replay.score`` on a replay that received every stitched epoch (as a
+    grid would): its FLOPs are the cheap recording's computed epochs up to the switch and the
+    full one's after it, counted from ``computed_by``; what it found is the grid's best."""
+    from bench.fidelity_replay import epoch_costs, score
+    from bench.replay_efficiency import FIDELITY_FIXTURES
+    from tuner.results import load_experiment
+    from tuner.tune.replay import ReplayOutcome, load_recorded, stitch_fidelities
+
+    full_path, cheap_path = FIDELITY_FIXTURES
+    high, low = load_recorded(full_path), load_recorded(cheap_path)
+    full, cheap = load_experiment(full_path, None), load_experiment(cheap_path, None)
+    stitched = stitch_fidelities(low, high, 10)
+    reported = [(t, e, v) for t, curve in stitched.curves.items() for e, v, _ in curve]
+    outcome = ReplayOutcome("asha", 0, 36, len(reported), None, 0.0, 720, tuple(reported))
+    costs = epoch_costs([full, cheap], 144)
+    computed = {
+        name: experiment.epochs[experiment.epochs["computed_by"] == experiment.epochs["trial_id"]]
+        for name, experiment in ((full.name, full), (cheap.name, cheap))
+    }
+    cheap_epochs = int((computed[cheap.name]["epoch"] <= 10).sum())
+    full_epochs = int((computed[full.name]["epoch"] > 10).sum())
+    grid = len(computed[full.name]) * costs.per_epoch[full.name]
+    scored = score(outcome, stitched, costs, full, grid, shares=True)
+    expected = cheap_epochs * costs.per_epoch[cheap.name] + full_epochs * costs.per_epoch[full.name]
+    assert math.isclose(scored.flops, expected, rel_tol=1e-12)
+    assert scored.found_value == full.trials["best_val_acc"].max() and scored.p_value == 1.0
+    unshared = score(outcome, stitched, costs, full, grid, shares=False)
+    assert unshared.flops > scored.flops  # Optuna's count: every reported epoch
+    assert costs.per_epoch[cheap.name] < 0.4 * costs.per_epoch[full.name]
