@@ -214,22 +214,14 @@ def fidelity_main(args: argparse.Namespace) -> int:
     scores: dict[str, list[Any]] = {}
     for name, (curves, extra) in plans.items():
         algorithm = "optuna+asha" if name.startswith("optuna") else "asha"
-        scores[name] = []
-        for seed in range(args.seeds):
-            settings = ReplaySettings(
-                algorithm,
-                seed=seed,
-                max_concurrent=args.max_concurrent,
-                tolerance=args.tolerance,
-                **extra,
-            )
-            outcome = replay_search(curves, settings)
-            scored = score(
-                outcome, curves, costs, full, grid_flops, shares=not algorithm.startswith("optuna")
-            )
-            scores[name].append(scored)
+        shares = not algorithm.startswith("optuna")  # Optuna's trials share no prefixes
+        scores[name] = [
+            score(outcome, curves, costs, full, grid_flops, shares=shares)
+            for outcome in run_replays(curves, algorithm, args.seeds, args, **extra)
+        ]
+        for scored in scores[name]:
             print(
-                f"{name} seed {seed}: {scored.fraction:.1%} of the grid's FLOPs, found "
+                f"{name} seed {scored.seed}: {scored.fraction:.1%} of the grid's FLOPs, found "
                 f"{scored.found} epoch {scored.found_epoch} ({scored.found_value}), "
                 f"p = {scored.p_value}",
                 file=sys.stderr,
