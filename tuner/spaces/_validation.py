@@ -69,9 +69,7 @@ def validate_trials(space: SearchSpace) -> Checked:
             config = _check_config(space.source, {**trial, **provided}, context)
             if variant == 0:
                 cells.append(config)
-            max_epochs = max(
-                max_epochs, sum(config.stage_settings(s).epochs or 0 for s in config.stages)
-            )
+            max_epochs = max(max_epochs, config.total_epochs)
             for message in config_warnings(config):
                 warned[message] = warned.get(message, 0) + 1
     runs = []

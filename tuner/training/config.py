@@ -288,6 +288,12 @@ class TrainConfig:
             return (1,)
         return (1, 2) if self.stage == "both" else (int(self.stage),)
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of the whole run: every stage's, in order (the reported ``epoch`` of the
+        last)."""
+        return sum(self.stage_settings(s).epochs or 0 for s in self.stages)
+
     def stage_settings(self, stage: int) -> StageSettings:
         """Fully resolved optimisation settings for ``stage`` (no ``None`` left)."""
         defaults = report_defaults(self.model, stage)

@@ -148,20 +148,17 @@ def epoch_flops(
 
 
 def trial_flops(
-    cfg: TrainConfig,
-    schedule: FidelitySchedule,
-    clips: dict[str, int] = GTEA61_CLIPS,
-    until: int | None = None,
+    cfg: TrainConfig, schedule: FidelitySchedule, clips: dict[str, int] = GTEA61_CLIPS
 ) -> float:
-    """FLOPs of a trial of ``cfg`` run to epoch ``until`` (default: its end) under ``schedule``,
-    on ``clips`` (``train``, ``val``, ``classes``) per epoch."""
+    """FLOPs of a whole trial of ``cfg`` (every epoch of every stage) under ``schedule``, on
+    ``clips`` (``train``, ``val``, ``classes``) per epoch."""
     total = 0.0
     first = 1
     for stage in cfg.stages:
         epochs = cfg.stage_settings(stage).epochs or 0
         last = first + epochs - 1
         for start, end, frames, crop in schedule.segments(last, cfg.frames, cfg.crop_size):
-            start, end = max(start, first), min(end, last, until or last)
+            start, end = max(start, first), min(end, last)
             if end >= start:
                 per_epoch = epoch_flops(
                     cfg,
@@ -267,7 +264,7 @@ def schedule_plan(
         )
     full = [trial_flops(cfg, FidelitySchedule(), clips) for cfg in configs]
     grid = sum(full)
-    trial_epochs = sum(_epochs(cfg) for cfg in configs)
+    trial_epochs = sum(cfg.total_epochs for cfg in configs)
     shared = grid * shared_epochs / trial_epochs if shared_epochs is not None else None
     return {
         "clips": dict(clips),
@@ -278,7 +275,3 @@ def schedule_plan(
         "shared_flops": shared,
         "schedule_flops": total,
     }
-
-
-def _epochs(cfg: TrainConfig) -> int:
-    return sum(cfg.stage_settings(s).epochs or 0 for s in cfg.stages)

@@ -61,7 +61,7 @@ from tuner.training.config import (
     TrainConfig,
     flatten_config,
 )
-from tuner.training.cost import ClipFlops, clip_flops
+from tuner.training.cost import ClipFlops, clip_flops, trial_flops
 from tuner.training.device import DevicePlan
 from tuner.training.fidelity import FidelitySchedule
 from tuner.training.loading import BatchStream, emulate_loader_seed_draw
@@ -187,7 +187,7 @@ class Trainer:
 
     @property
     def total_epochs(self) -> int:
-        return sum(self.config.stage_settings(s).epochs or 0 for s in self.stages)
+        return self.config.total_epochs
 
     @property
     def finished(self) -> bool:
@@ -408,13 +408,8 @@ class Trainer:
             train_clips = self._train_stream.batches_per_epoch * self.config.batch_size
             if not (self.config.drop_last and len(self.train_set) > self.config.batch_size):
                 train_clips = len(self.train_set)
-            total, epoch = 0.0, 0
-            for stage in self.stages:
-                for _ in range(self.config.stage_settings(stage).epochs or 0):
-                    epoch += 1
-                    per_clip = self._per_clip(self._sized(epoch), stage)
-                    total += per_clip.train * train_clips + per_clip.val * len(self.val_set)
-            self._planned_flops = total
+            clips = {"train": train_clips, "val": len(self.val_set), "classes": len(self.classes)}
+            self._planned_flops = trial_flops(self.config, self.fidelity, clips)
         return self._planned_flops
 
     def _epoch_flops(self, train_clips: float) -> float:

@@ -28,7 +28,6 @@ This module does not import ray or torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,20 +61,10 @@ class FidelitySchedule:
         """The schedule a trial's Tune config carries (``None``: no schedule)."""
         if not value:
             return cls()
-        rungs = []
-        for item in value:
-            if isinstance(item, Mapping):
-                rungs.append(Rung(int(item["until"]), item.get("frames"), item.get("crop_size")))
-            else:
-                until, frames, crop = [*list(item), None, None][:3]
-                rungs.append(Rung(int(until), frames, crop))
-        return cls(tuple(rungs))
+        return cls(tuple(Rung(int(until), frames, crop) for until, frames, crop in value))
 
     def to_config(self) -> list[list[int | None]]:
         return [rung.to_list() for rung in self.rungs]
-
-    def __bool__(self) -> bool:
-        return bool(self.rungs)
 
     @property
     def milestones(self) -> tuple[int, ...]:
@@ -103,10 +92,3 @@ class FidelitySchedule:
         if first <= epochs:
             out.append((first, epochs, frames, crop_size))
         return out
-
-
-def parse_rungs(items: Sequence[Mapping[str, Any]]) -> FidelitySchedule:
-    """Build a schedule from checked ``rungs`` entries (see :mod:`tuner.spaces._scheduler`)."""
-    return FidelitySchedule(
-        tuple(Rung(int(i["until"]), i.get("frames"), i.get("crop_size")) for i in items)
-    )

@@ -491,7 +491,7 @@ def _check_split_users(space: SearchSpace, index: DatasetIndex) -> None:
 
 def _planned_epochs(tune_config: Mapping[str, Any]) -> int:
     config = TrainConfig.from_trial(resolve_trial_config(tune_config))
-    return sum(config.stage_settings(stage).epochs or 0 for stage in config.stages)
+    return config.total_epochs
 
 
 def _sharing(

@@ -237,9 +237,7 @@ class _ExactExploits:
 def _at_its_end(result: dict[str, Any] | None, config: dict[str, Any]) -> bool:
     if not result or "epoch" not in result:
         return False
-    trial = TrainConfig.from_trial(config)
-    planned = sum(trial.stage_settings(stage).epochs or 0 for stage in trial.stages)
-    return int(result["epoch"]) >= planned
+    return int(result["epoch"]) >= TrainConfig.from_trial(config).total_epochs
 
 
 def _short(value: Any) -> str:
